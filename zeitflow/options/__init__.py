@@ -1,0 +1,1 @@
+"""Options models, one module per stage; ``zeitflow.config`` re-exports them."""
