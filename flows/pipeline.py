@@ -1,0 +1,20 @@
+"""End-to-end flow: every stage that exists so far, for one project config."""
+
+from __future__ import annotations
+
+import uuid
+
+from prefect import flow
+
+from flows.ingest import run_stages
+from flows.summary import RunSummary
+from tasks.context import RunContext
+from zeitflow.config import PipelineConfig
+from zeitflow.version import code_version
+
+
+@flow(name="pipeline", log_prints=False)
+def pipeline(config: PipelineConfig) -> RunSummary:
+    """Run the pipeline for ``config`` (so far: load with its quality gate)."""
+    ctx = RunContext.for_config(config, str(uuid.uuid4()), code_version())
+    return run_stages(config, ctx, "pipeline", None)

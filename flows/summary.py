@@ -1,0 +1,52 @@
+"""The machine-readable run summary that flows return and ``zeitflow run --json`` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tasks.load import dropped_rows
+from tasks.stage import StageOutput
+
+
+class StageSummary(BaseModel):
+    """Rows in and out, dropped rows by reason and the output of one stage output."""
+
+    stage: str
+    output: str
+    rows_in: int
+    rows_out: int
+    dropped: dict[str, int]
+    columns: list[str]
+    first_utc: str | None
+    last_utc: str | None
+    uri: str
+    sha256: str
+    report_uri: str
+    reused: bool
+    gate: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, output: StageOutput) -> StageSummary:
+        report = output.report
+        return cls(
+            stage=output.stage, output=output.output_name,
+            rows_in=int(report.get("rows_in", 0)), rows_out=int(report.get("rows_out", output.ref.rows)),
+            dropped=dropped_rows(report), columns=list(output.ref.columns),
+            first_utc=output.first_utc, last_utc=output.last_utc, uri=output.ref.uri,
+            sha256=output.ref.sha256, report_uri=output.report_uri, reused=output.reused, gate=output.gate,
+        )
+
+
+class RunSummary(BaseModel):
+    """What a flow run produced."""
+
+    project: str
+    run_id: str
+    flow: str
+    partition: str | None = None
+    status: str
+    storage_root: str
+    metadata_url: str
+    stages: list[StageSummary] = Field(default_factory=list)

@@ -1,0 +1,46 @@
+"""What every task of one flow run needs to reach storage: passed by value, never global."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from zeitflow.config import PipelineConfig
+from zeitflow.io.artifacts import ArtifactStore
+from zeitflow.io.metadata import MetadataStore
+from zeitflow.settings import Settings, storage_options_for
+
+
+class RunContext(BaseModel):
+    """Identity of the run and where its outputs and metadata live."""
+
+    model_config = ConfigDict(frozen=True)
+
+    project: str
+    run_id: str
+    storage_root: str
+    metadata_url: str
+    code_version: str
+
+    @classmethod
+    def for_config(cls, config: PipelineConfig, run_id: str, code_version: str) -> RunContext:
+        """Resolve storage from the config, falling back to the environment settings."""
+        settings = Settings()
+        return cls(
+            project=config.project,
+            run_id=run_id,
+            storage_root=config.storage.root or settings.storage_root,
+            metadata_url=config.storage.metadata_url or settings.metadata_url,
+            code_version=code_version,
+        )
+
+    def storage_options(self) -> dict:
+        """fsspec options for the artifact root (endpoint and addressing for S3)."""
+        return storage_options_for(self.storage_root, Settings())
+
+    def artifacts(self) -> ArtifactStore:
+        """A fresh artifact store over the run's root."""
+        return ArtifactStore(self.storage_root, storage_options=self.storage_options())
+
+    def metadata(self) -> MetadataStore:
+        """A fresh metadata store handle (the caller disposes of it)."""
+        return MetadataStore(self.metadata_url)

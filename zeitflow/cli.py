@@ -1,0 +1,108 @@
+"""The ``zeitflow`` command. ``run CONFIG`` validates the project file, runs the pipeline flow
+(on the ephemeral Prefect API unless PREFECT_API_URL is set) and prints a summary; with
+``--json`` the last printed line is the JSON summary. Exit codes: 0 success, 2 usage or input
+errors (bad config, bad data), 1 internal, storage or quality-gate failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from zeitflow.errors import ZeitflowError, exit_code_for
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+# No telemetry leaves the machine unless the user opts in explicitly.
+_OFFLINE_DEFAULTS = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+def _offline_environment() -> None:
+    for key, value in _OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _fail(exc: BaseException, as_json: bool) -> None:
+    code = exit_code_for(exc)
+    if isinstance(exc, ZeitflowError):
+        payload: dict[str, Any] = {"status": "failed", **exc.to_dict()}
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        for item in exc.details.get("errors", [])[1:]:
+            typer.echo(f"  {item['loc']}: {item['code']}: {item['message']}", err=True)
+    else:
+        payload = {"status": "failed", "error": type(exc).__name__, "code": "INTERNAL_ERROR", "message": str(exc)}
+        typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+    if as_json:
+        typer.echo(json.dumps(payload, default=str, ensure_ascii=False))
+    raise typer.Exit(code)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    typer.echo(f"project {summary['project']}  run {summary['run_id']}  status {summary['status']}")
+    for stage in summary["stages"]:
+        dropped = ", ".join(f"{k}={v}" for k, v in stage["dropped"].items()) or "none"
+        reused = " (reused)" if stage["reused"] else ""
+        typer.echo(
+            f"  {stage['stage']:<8} {stage['output']:<24} rows {stage['rows_in']} -> {stage['rows_out']}"
+            f"  dropped: {dropped}  {stage['first_utc']} .. {stage['last_utc']}{reused}"
+        )
+        typer.echo(f"           -> {stage['uri']}")
+    typer.echo(f"outputs under {summary['storage_root']}; metadata in {summary['metadata_url']}")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="project YAML file")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key: a.b=c")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON summary as the last line")] = False,
+) -> None:
+    """Run every pipeline stage that exists on the project CONFIG."""
+    _offline_environment()
+    from zeitflow.config import load_config
+
+    try:
+        project = load_config(config, set_ or [])
+    except ZeitflowError as exc:
+        _fail(exc, as_json)
+    from flows.pipeline import pipeline
+
+    state = pipeline(project, return_state=True)
+    try:
+        summary = state.result(raise_on_failure=True)
+    except BaseException as exc:  # the flow's own exception, re-raised by Prefect
+        _fail(exc, as_json)
+    data = summary.model_dump(mode="json")
+    _print_summary(data)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
+
+
+@app.command("check-config")
+def check_config(
+    config: Annotated[Path, typer.Argument(help="project YAML file")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key: a.b=c")] = None,
+) -> None:
+    """Validate CONFIG (with overrides) without running anything; print the resolved config."""
+    from zeitflow.config import load_config
+
+    try:
+        project = load_config(config, set_ or [])
+    except ZeitflowError as exc:
+        _fail(exc, False)
+    typer.echo(json.dumps(project.model_dump(mode="json"), indent=2, ensure_ascii=False))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Entry point that keeps tracebacks of unexpected errors out of normal output."""
+    sys.exit(app())

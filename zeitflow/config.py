@@ -1,0 +1,212 @@
+"""Project configuration: ``PipelineConfig`` and the per-stage options models (stages.md §0.6).
+
+A project is one YAML file. It is loaded, overridden with ``--set a.b=c`` and validated
+before anything runs; every validation error is reported as a ``ParameterError`` whose
+``details["errors"]`` name the offending key (``sources.0.load.timezone``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from zeitflow.errors import ParameterError
+from zeitflow.options.base import Options, check_range, param_error, to_parameter_error
+from zeitflow.options.load import LoadOptions
+
+__all__ = ["GateOptions", "LoadOptions", "PipelineConfig", "SourceConfig", "StorageConfig", "apply_overrides", "load_config"]
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not NAME_PATTERN.match(value) or ".." in value:
+        raise param_error(
+            "INVALID_NAME",
+            f"{kind}={value!r} is not allowed: use 1-100 letters, digits, '_', '.', '-' "
+            "starting with a letter or digit",
+        )
+    return value
+
+
+class GateOptions(Options):
+    """Plausibility bounds the ``raw_loaded`` quality gate checks on every channel of a source
+    (None = no bound). A value outside them fails the gate and rolls the output back."""
+
+    value_min: float | None = None
+    value_max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GateOptions:
+        for name in ("value_min", "value_max"):
+            check_range(name, getattr(self, name), -math.inf, math.inf)
+        if self.value_min is not None and self.value_max is not None and self.value_min > self.value_max:
+            raise param_error(
+                "PARAM_COMPARISON_FAILED",
+                f"value_min={self.value_min} must not exceed value_max={self.value_max}",
+            )
+        return self
+
+
+class SourceConfig(Options):
+    """One input series: one file, or several consecutive exports of it merged (§1.7)."""
+
+    name: str
+    path: str | list[str]
+    load: LoadOptions = Field(default_factory=LoadOptions)
+    gate: GateOptions = Field(default_factory=GateOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name("name", value)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | list[str]) -> str | list[str]:
+        paths = [value] if isinstance(value, str) else value
+        if not paths or any(not p.strip() for p in paths):
+            raise param_error("MISSING_PARAMETER", "path must name at least one file")
+        return value
+
+    def paths(self) -> list[str]:
+        """The source locations as a list."""
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+
+class StorageConfig(Options):
+    """Where outputs and metadata go; unset fields fall back to ``zeitflow.settings``."""
+
+    root: str | None = None
+    metadata_url: str | None = None
+
+
+class PipelineConfig(Options):
+    """A whole project: its name, its sources with their load options, and storage."""
+
+    project: str
+    description: str = ""
+    sources: list[SourceConfig]
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        return _check_name("project", value)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> PipelineConfig:
+        if not self.sources:
+            raise param_error("MISSING_PARAMETER", "sources must list at least one source")
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise param_error("PARAM_COMPARISON_FAILED", f"source names must be unique; repeated: {dup}")
+        return self
+
+    def resolve_paths(self, base: Path) -> PipelineConfig:
+        """A copy whose relative local source paths are made absolute against ``base``."""
+
+        def resolve(p: str) -> str:
+            if "://" in p or Path(p).is_absolute():
+                return p
+            return str((base / p).resolve())
+
+        sources = [
+            s.model_copy(update={"path": [resolve(p) for p in s.paths()] if isinstance(s.path, list)
+                                 else resolve(s.path)})
+            for s in self.sources
+        ]
+        return self.model_copy(update={"sources": sources})
+
+
+def _parse_scalar(text: str) -> Any:
+    """YAML semantics for override values: ``3`` is int, ``true`` bool, ``null`` None, ``[a, b]`` list."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a nested dict (list items by 0-based index)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ParameterError(
+                "INVALID_OVERRIDE", f"--set {item!r} must look like a.b=c",
+                details={"errors": [{"loc": key, "code": "INVALID_OVERRIDE", "message": "expected a.b=c"}]},
+            )
+        parts = key.split(".")
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            here = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ParameterError(
+                        "INVALID_OVERRIDE", f"--set {key}: {here!r} is not an index of a list of {len(node)}",
+                        details={"errors": [{"loc": here, "code": "INVALID_OVERRIDE",
+                                             "message": "list index out of range"}]},
+                    )
+                idx = int(part)
+                if last:
+                    node[idx] = _parse_scalar(raw)
+                else:
+                    node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = _parse_scalar(raw)
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ParameterError(
+                    "INVALID_OVERRIDE", f"--set {key}: {'.'.join(parts[:depth])!r} is a value, not a mapping",
+                    details={"errors": [{"loc": here, "code": "INVALID_OVERRIDE", "message": "not a mapping"}]},
+                )
+    return data
+
+
+def parse_config(data: Any, overrides: list[str] | None = None, *, base: Path | None = None) -> PipelineConfig:
+    """Validate a config mapping (after overrides); raise ``ParameterError`` naming the key."""
+    if not isinstance(data, dict):
+        raise ParameterError(
+            "INVALID_CONFIG", "the configuration must be a mapping at the top level",
+            details={"errors": [{"loc": "", "code": "INVALID_CONFIG", "message": "not a mapping"}]},
+        )
+    data = apply_overrides(data, overrides or [])
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise to_parameter_error(exc) from None
+    return config.resolve_paths(base) if base is not None else config
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a YAML project file, apply overrides and validate; relative paths are resolved
+    against the file's folder."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParameterError(
+            "CONFIG_NOT_FOUND", f"configuration file {str(file)!r} does not exist",
+            details={"errors": [{"loc": "", "code": "CONFIG_NOT_FOUND", "message": str(file)}]},
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ParameterError(
+            "INVALID_CONFIG", f"{file}: not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+            details={"errors": [{"loc": "", "code": "INVALID_CONFIG", "message": f"YAML error{where}"}],
+                     "file": str(file)},
+        ) from None
+    return parse_config(data, overrides, base=file.resolve().parent)
