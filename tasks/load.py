@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 import fsspec
@@ -46,6 +47,10 @@ def source_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def dropped_rows(report: dict[str, Any]) -> dict[str, int]:
     """Rows dropped by reason, summed over the sources of a load report (zero counts omitted)."""
     totals: dict[str, int] = {}
@@ -87,7 +92,7 @@ def load_source(source: SourceConfig, ctx: RunContext) -> StageOutput:
         report = read_json(report_uri, storage_options=ctx.storage_options())
         return StageOutput(
             stage=STAGE, output_name=source.name, ref=known.ref, inputs_hash=inputs_hash,
-            first_utc=known.first_utc, last_utc=known.last_utc, report=report, report_uri=report_uri,
+            first_utc=_iso(known.first_utc), last_utc=_iso(known.last_utc), report=report, report_uri=report_uri,
             channel_stats=known.channel_stats, reused=True,
         )
 

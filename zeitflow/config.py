@@ -7,6 +7,7 @@ before anything runs; every validation error is reported as a ``ParameterError``
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -134,7 +135,8 @@ def _parse_scalar(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=c`` overrides to a nested dict (list items by 0-based index)."""
+    """Apply ``a.b=c`` overrides to a copy of a nested dict (list items by 0-based index)."""
+    data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
