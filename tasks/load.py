@@ -11,6 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.transactions import Transaction, get_transaction, transaction
+from zeitflow.stages.load import read_raw
 
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
@@ -19,7 +20,6 @@ from zeitflow.config import SourceConfig
 from zeitflow.errors import LoadError, StorageError
 from zeitflow.io.artifacts import read_json, write_frame, write_json
 from zeitflow.options.base import sha256_json
-from zeitflow.stages.load import read_raw
 from zeitflow.stats import channel_stats
 
 STAGE = "load"

@@ -20,7 +20,10 @@ from zeitflow.errors import ParameterError
 from zeitflow.options.base import Options, check_range, param_error, to_parameter_error
 from zeitflow.options.load import LoadOptions
 
-__all__ = ["GateOptions", "LoadOptions", "PipelineConfig", "SourceConfig", "StorageConfig", "apply_overrides", "load_config"]
+__all__ = [
+    "GateOptions", "LoadOptions", "PipelineConfig", "SourceConfig", "StorageConfig",
+    "apply_overrides", "load_config", "parse_config",
+]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
