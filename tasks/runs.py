@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
 from tasks.context import RunContext
 from tasks.stage import retry_transient
@@ -22,7 +22,7 @@ def open_run(config: PipelineConfig, ctx: RunContext, flow_name: str, partition:
         store.start_run(
             run_id=ctx.run_id, project_id=project_id, flow_name=flow_name,
             flow_run_id=str(flow_run.id) if flow_run.id else None,
-            deployment=flow_run.deployment_id and str(flow_run.deployment_id),
+            deployment=deployment.name,
             partition=partition, parameters=config.model_dump(mode="json"),
             parameters_hash=config.parameters_hash(), code_version=ctx.code_version,
         )

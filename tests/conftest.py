@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_HOME", str(REPO / ".prefect" / "tests"))
+os.makedirs(os.environ["PREFECT_HOME"], exist_ok=True)
 os.environ.pop("PREFECT_API_URL", None)
 
 

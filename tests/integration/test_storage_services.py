@@ -222,14 +222,14 @@ def test_postgres_migrate_and_upserts_give_one_row(pg_store: MetadataStore, post
     second = pg_store.record_stage_output(run2, "resample", "frame", make_ref(), t0, t0, "i" * 64, "v1",
                                           {"x": 1}, stats + [{"channel": "p [hPa]", "rows": 12}])
     assert first == second
-    assert pg_store.count_stage_outputs() == 1
+    assert pg_store.count_stage_outputs(stage="resample") == 1
     found = pg_store.find_stage_output("resample", PARAMS, "i" * 64, "v1", "frame")
     assert found.run_id == run2 and found.report == {"x": 1} and found.first_utc == t0
     assert [s["channel"] for s in pg_store.get_channel_stats(first)] == ["Temperatur [°C]", "p [hPa]"]
     with pg_store.engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM projects")).scalar() == 1
+        assert connection.execute(text("SELECT count(*) FROM projects WHERE name = 'demo'")).scalar() == 1
     assert pg_store.delete_stage_output(first)
-    assert pg_store.count_stage_outputs() == 0 and pg_store.get_channel_stats(first) == []
+    assert pg_store.count_stage_outputs(stage="resample") == 0 and pg_store.get_channel_stats(first) == []
     pg_store.finish_run(run2, "completed")
     assert pg_store.get_run(run2).status == "completed"
 
