@@ -11,7 +11,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.transactions import Transaction, get_transaction, transaction
-from zeitflow.stages.load import read_raw
 
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
@@ -20,17 +19,17 @@ from zeitflow.config import SourceConfig
 from zeitflow.errors import LoadError, StorageError
 from zeitflow.io.artifacts import read_json, write_frame, write_json
 from zeitflow.options.base import sha256_json
+from zeitflow.stages.load import read_raw
 from zeitflow.stats import channel_stats
 
 STAGE = "load"
 SUITE = "raw_loaded"
 _HASH_BLOCK = 8 * 1024 * 1024
 
-# Report fields that count rows removed on the way from the file to the frame.
-DROP_REASONS = (
-    "unparseable_time", "ambiguous_dropped", "nonexistent_dropped",
-    "duplicate_rows_removed", "exact_duplicates_removed",
-)
+# Report fields that count data rows removed on the way from the files to the frame: per source
+# (lines that never became rows), then the totals of the duplicate policy and the merge.
+SOURCE_DROP_REASONS = ("bad_lines", "unparseable_time", "ambiguous_dropped", "nonexistent_dropped")
+TOTAL_DROP_REASONS = ("duplicate_rows_removed", "exact_duplicates_removed")
 
 
 def source_sha256(path: str) -> str:
@@ -40,8 +39,9 @@ def source_sha256(path: str) -> str:
         with fsspec.open(path, "rb") as handle:
             while block := handle.read(_HASH_BLOCK):
                 digest.update(block)
-    except FileNotFoundError:
-        raise LoadError("SOURCE_NOT_FOUND", f"source {path!r} does not exist", details={"source": path}) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise LoadError("SOURCE_NOT_FOUND", f"source {path!r} does not exist or is not a readable file ({exc})",
+                        details={"source": path}) from None
     except OSError as exc:
         raise StorageError("READ_FAILED", f"cannot read source {path!r}: {exc}", details={"source": path}) from exc
     return digest.hexdigest()
@@ -52,14 +52,16 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def dropped_rows(report: dict[str, Any]) -> dict[str, int]:
-    """Rows dropped by reason, summed over the sources of a load report (zero counts omitted)."""
+    """Rows dropped by reason for a load report (zero counts omitted), each row counted once."""
     totals: dict[str, int] = {}
-    scopes = [report, *report.get("sources", [])]
-    for scope in scopes:
-        for reason in DROP_REASONS:
-            value = scope.get(reason)
-            if isinstance(value, int) and value:
-                totals[reason] = totals.get(reason, 0) + value
+    for reason in SOURCE_DROP_REASONS:
+        count = sum(int(source.get(reason) or 0) for source in report.get("sources", []))
+        if count:
+            totals[reason] = count
+    for reason in TOTAL_DROP_REASONS:
+        count = int(report.get(reason) or 0)
+        if count:
+            totals[reason] = count
     return totals
 
 

@@ -1,0 +1,1 @@
+"""Pipeline stages: pure functions over canonical frames (stages.md §0.1)."""
