@@ -57,6 +57,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"  {stage['stage']:<8} {stage['output']:<24} rows {stage['rows_in']} -> {stage['rows_out']}"
             f"  dropped: {dropped}  {stage['first_utc']} .. {stage['last_utc']}{reused}"
         )
+        typer.echo(f"           channels: {', '.join(stage['columns'])}")
         typer.echo(f"           -> {stage['uri']}")
     typer.echo(f"outputs under {summary['storage_root']}; metadata in {summary['metadata_url']}")
 
