@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Any
 
 import fsspec
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
-from prefect.transactions import Transaction, get_transaction, transaction
 
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
-from tasks.stage import StageOutput, publish_report, quality_gate, register_output, retry_transient
+from tasks.stage import (
+    StageOutput,
+    claim_slot,
+    persist_output,
+    remove_slot,
+    retry_transient,
+    reuse_output,
+    run_gated,
+)
 from zeitflow.config import SourceConfig
 from zeitflow.errors import LoadError, StorageError
-from zeitflow.io.artifacts import read_json, write_frame, write_json
-from zeitflow.options.base import sha256_json
 from zeitflow.stages.load import read_raw
-from zeitflow.stats import channel_stats
 
 STAGE = "load"
 SUITE = "raw_loaded"
@@ -47,10 +49,6 @@ def source_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def dropped_rows(report: dict[str, Any]) -> dict[str, int]:
     """Rows dropped by reason for a load report (zero counts omitted), each row counted once."""
     totals: dict[str, int] = {}
@@ -70,63 +68,22 @@ def dropped_rows(report: dict[str, Any]) -> dict[str, int]:
 def load_source(source: SourceConfig, ctx: RunContext) -> StageOutput:
     """Read one source (or merge its exports), write the frame atomically and return its reference.
     An output already registered for the same inputs, options and code is reused, not recomputed."""
-    logger = get_run_logger()
     paths = source.paths()
     shas = [source_sha256(p) for p in paths]
     names = ["source"] if len(paths) == 1 else [f"source:{i}" for i in range(len(paths))]
-    inputs_hash = sha256_json([[n, s] for n, s in zip(names, shas, strict=True)])
-    params_hash = source.load.parameters_hash()
-    store = ctx.artifacts()
-    uri = store.key_for(ctx.project, STAGE, params_hash, inputs_hash, f"{source.name}.parquet")
-    report_uri = store.key_for(ctx.project, STAGE, params_hash, inputs_hash, f"{source.name}.report.json")
-    txn = get_transaction()
-    if txn is not None:
-        txn.set("uris", [uri, report_uri])
-        txn.set("run_context", ctx)
-
-    metadata = ctx.metadata()
-    try:
-        known = metadata.find_stage_output(STAGE, params_hash, inputs_hash, ctx.code_version, source.name)
-    finally:
-        metadata.dispose()
-    if known is not None and store.exists(uri) and store.exists(report_uri):
-        logger.info("load %s: reusing %s", source.name, uri)
-        report = read_json(report_uri, storage_options=ctx.storage_options())
-        return StageOutput(
-            stage=STAGE, output_name=source.name, ref=known.ref, inputs_hash=inputs_hash,
-            first_utc=_iso(known.first_utc), last_utc=_iso(known.last_utc), report=report, report_uri=report_uri,
-            channel_stats=known.channel_stats, reused=True,
-        )
-
+    slot = claim_slot(ctx, STAGE, source.name, source.load.parameters_hash(),
+                      [[n, s] for n, s in zip(names, shas, strict=True)])
+    reused = reuse_output(ctx, slot)
+    if reused is not None:
+        return reused
     progress = ProgressReporter(f"load {source.name}")
     result = read_raw(paths[0] if len(paths) == 1 else paths, source.load, progress=progress)
-    frame = result.frame
-    ref = write_frame(frame, uri, stage=STAGE, parameters_hash=params_hash,
-                      storage_options=ctx.storage_options())
-    report = result.report.model_dump(mode="json")
-    write_json(report, report_uri, storage_options=ctx.storage_options())
+    output = persist_output(ctx, slot, result.frame, result.report.model_dump(mode="json"))
     progress.finish()
-    logger.info("load %s: %s rows, %s channels -> %s", source.name, len(frame), frame.shape[1], uri)
-    return StageOutput(
-        stage=STAGE, output_name=source.name, ref=ref, inputs_hash=inputs_hash,
-        first_utc=frame.index[0].isoformat() if len(frame) else None,
-        last_utc=frame.index[-1].isoformat() if len(frame) else None,
-        report=report, report_uri=report_uri, channel_stats=channel_stats(frame),
-    )
+    return output
 
 
-@load_source.on_rollback
-def _remove_output(txn: Transaction) -> None:
-    """Undo a load whose gate or registration failed: no object, no report, no row remain."""
-    ctx: RunContext = txn.get("run_context")
-    store = ctx.artifacts()
-    for uri in txn.get("uris"):
-        store.delete(uri)
-    metadata = ctx.metadata()
-    try:
-        metadata.delete_stage_outputs_at(txn.get("uris")[0])
-    finally:
-        metadata.dispose()
+load_source.on_rollback(remove_slot)
 
 
 def gate_parameters(source: SourceConfig, output: StageOutput) -> dict[str, Any]:
@@ -136,11 +93,5 @@ def gate_parameters(source: SourceConfig, output: StageOutput) -> dict[str, Any]
 
 
 def run_load(source: SourceConfig, ctx: RunContext) -> StageOutput:
-    """Load, gate and register one source as one transaction: a failed gate or registration rolls
-    the object and its metadata row back."""
-    with transaction():
-        output = load_source(source, ctx)
-        gate = quality_gate(output, SUITE, gate_parameters(source, output), ctx)
-        output = register_output(output.model_copy(update={"gate": gate}), ctx)
-    publish_report(output)
-    return output
+    """Load one source through its ``raw_loaded`` gate (one transaction; see ``run_gated``)."""
+    return run_gated(lambda: load_source(source, ctx), SUITE, lambda out: gate_parameters(source, out), ctx)

@@ -3,22 +3,38 @@ the metadata registration task, report publishing, and the transient-retry rule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from prefect import Task, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
 from prefect.states import State
-from prefect.transactions import Transaction, get_transaction
+from prefect.transactions import Transaction, get_transaction, transaction
 from pydantic import BaseModel
 
 from tasks.context import RunContext
 from zeitflow.errors import StorageError
-from zeitflow.io.artifacts import DataRef, read_frame
+from zeitflow.io.artifacts import DataRef, read_frame, read_json, write_frame, write_json
 from zeitflow.io.metadata import MetadataStore
+from zeitflow.options.base import sha256_json
 from zeitflow.quality import gate_error, validate_frame_quality
+from zeitflow.stats import channel_stats
+
+
+class OutputSlot(BaseModel):
+    """Where one stage output goes: its content-addressed object and report keys."""
+
+    stage: str
+    output_name: str
+    params_hash: str
+    inputs_hash: str
+    uri: str
+    report_uri: str
 
 
 class StageOutput(BaseModel):
@@ -36,6 +52,92 @@ class StageOutput(BaseModel):
     reused: bool = False
     output_id: str | None = None
     gate: dict[str, Any] | None = None
+
+
+def claim_slot(ctx: RunContext, stage: str, output_name: str, params_hash: str,
+               inputs: list[list[str]]) -> OutputSlot:
+    """Compute the deterministic keys for an output from its options hash and its inputs
+    (``[[input_name, sha256], ...]`` in the order the stage receives them, §13), and register the
+    keys with the running task's transaction so a rollback can remove them."""
+    inputs_hash = sha256_json(inputs)
+    store = ctx.artifacts()
+    slot = OutputSlot(
+        stage=stage, output_name=output_name, params_hash=params_hash, inputs_hash=inputs_hash,
+        uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{output_name}.parquet"),
+        report_uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{output_name}.report.json"),
+    )
+    txn = get_transaction()
+    if txn is not None:
+        txn.set("slot", slot)
+        txn.set("run_context", ctx)
+    return slot
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def reuse_output(ctx: RunContext, slot: OutputSlot) -> StageOutput | None:
+    """The registered output for the same inputs, options and code version, if its objects exist."""
+    metadata = ctx.metadata()
+    try:
+        known = metadata.find_stage_output(slot.stage, slot.params_hash, slot.inputs_hash, ctx.code_version,
+                                           slot.output_name)
+    finally:
+        metadata.dispose()
+    store = ctx.artifacts()
+    if known is None or not store.exists(slot.uri) or not store.exists(slot.report_uri):
+        return None
+    get_run_logger().info("%s %s: reusing %s", slot.stage, slot.output_name, slot.uri)
+    return StageOutput(
+        stage=slot.stage, output_name=slot.output_name, ref=known.ref, inputs_hash=slot.inputs_hash,
+        first_utc=_iso(known.first_utc), last_utc=_iso(known.last_utc),
+        report=read_json(slot.report_uri, storage_options=ctx.storage_options()), report_uri=slot.report_uri,
+        channel_stats=known.channel_stats, reused=True,
+    )
+
+
+def persist_output(ctx: RunContext, slot: OutputSlot, frame: pd.DataFrame, report: dict[str, Any]) -> StageOutput:
+    """Write the frame and its report atomically under the slot's keys and describe the output."""
+    ref = write_frame(frame, slot.uri, stage=slot.stage, parameters_hash=slot.params_hash,
+                      storage_options=ctx.storage_options())
+    write_json(report, slot.report_uri, storage_options=ctx.storage_options())
+    get_run_logger().info("%s %s: %s rows, %s channels -> %s", slot.stage, slot.output_name, len(frame),
+                          frame.shape[1], slot.uri)
+    return StageOutput(
+        stage=slot.stage, output_name=slot.output_name, ref=ref, inputs_hash=slot.inputs_hash,
+        first_utc=frame.index[0].isoformat() if len(frame) else None,
+        last_utc=frame.index[-1].isoformat() if len(frame) else None,
+        report=report, report_uri=slot.report_uri, channel_stats=channel_stats(frame),
+    )
+
+
+def remove_slot(txn: Transaction) -> None:
+    """Rollback hook body: delete the slot's objects and any metadata row pointing at them."""
+    slot: OutputSlot | None = txn.get("slot", None)
+    if slot is None:
+        return
+    ctx: RunContext = txn.get("run_context")
+    store = ctx.artifacts()
+    store.delete(slot.uri)
+    store.delete(slot.report_uri)
+    metadata = ctx.metadata()
+    try:
+        metadata.delete_stage_outputs_at(slot.uri)
+    finally:
+        metadata.dispose()
+
+
+def run_gated(compute: Callable[[], StageOutput], suite: str,
+              gate_parameters: Callable[[StageOutput], dict[str, Any]], ctx: RunContext) -> StageOutput:
+    """Compute, gate and register one output as one transaction: a failed gate or registration rolls
+    the object and its metadata row back (the compute task's ``on_rollback`` hook)."""
+    with transaction():
+        output = compute()
+        gate = quality_gate(output, suite, gate_parameters(output), ctx)
+        output = register_output(output.model_copy(update={"gate": gate}), ctx)
+    publish_report(output)
+    return output
 
 
 def retry_transient(task: Task, task_run: TaskRun, state: State) -> bool:
