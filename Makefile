@@ -51,6 +51,7 @@ lint: install-dev
 
 bench: install
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/resample.py
 	$(BIN)/python benchmarks/gates.py
 
 clean:

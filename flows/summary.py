@@ -10,6 +10,27 @@ from tasks.load import dropped_rows
 from tasks.stage import StageOutput
 
 
+def stage_details(stage: str, report: dict[str, Any]) -> dict[str, Any]:
+    """The few stage-specific figures a summary shows: the grid of a resample, flagged and filled
+    counts per step and channel of a clean."""
+    if stage == "resample":
+        keys = ("grid_start", "grid_end", "grid_points", "step_minutes")
+        return {k: report[k] for k in keys if k in report}
+    if stage == "clean":
+        return {
+            "rule_set": report.get("rule_set"),
+            "flagged_by_step": report.get("flagged_by_step", {}),
+            "values_removed_total": report.get("values_removed_total", 0),
+            "values_filled_total": report.get("values_filled_total", 0),
+            "channels": {
+                name: {"flagged": ch.get("flagged", {}), "filled": ch.get("filled", {}),
+                       "nan_before": ch.get("nan_before"), "nan_after": ch.get("nan_after")}
+                for name, ch in report.get("channels", {}).items()
+            },
+        }
+    return {}
+
+
 class StageSummary(BaseModel):
     """Rows in and out, dropped rows by reason and the output of one stage output."""
 
@@ -26,6 +47,7 @@ class StageSummary(BaseModel):
     report_uri: str
     reused: bool
     gate: dict[str, Any] | None
+    details: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, output: StageOutput) -> StageSummary:
@@ -36,6 +58,7 @@ class StageSummary(BaseModel):
             dropped=dropped_rows(report), columns=list(output.ref.columns),
             first_utc=output.first_utc, last_utc=output.last_utc, uri=output.ref.uri,
             sha256=output.ref.sha256, report_uri=output.report_uri, reused=output.reused, gate=output.gate,
+            details=stage_details(output.stage, report),
         )
 
 

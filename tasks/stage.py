@@ -54,18 +54,23 @@ class StageOutput(BaseModel):
     gate: dict[str, Any] | None = None
 
 
-def claim_slot(ctx: RunContext, stage: str, output_name: str, params_hash: str,
-               inputs: list[list[str]]) -> OutputSlot:
-    """Compute the deterministic keys for an output from its options hash and its inputs
-    (``[[input_name, sha256], ...]`` in the order the stage receives them, §13), and register the
-    keys with the running task's transaction so a rollback can remove them."""
+def output_slot(ctx: RunContext, stage: str, output_name: str, params_hash: str,
+                inputs: list[list[str]]) -> OutputSlot:
+    """The deterministic keys of an output, from its options hash and its inputs
+    (``[[input_name, sha256], ...]`` in the order the stage receives them, §13)."""
     inputs_hash = sha256_json(inputs)
     store = ctx.artifacts()
-    slot = OutputSlot(
+    return OutputSlot(
         stage=stage, output_name=output_name, params_hash=params_hash, inputs_hash=inputs_hash,
         uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{output_name}.parquet"),
         report_uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{output_name}.report.json"),
     )
+
+
+def claim_slot(ctx: RunContext, stage: str, output_name: str, params_hash: str,
+               inputs: list[list[str]]) -> OutputSlot:
+    """``output_slot``, registered with the running task's transaction so a rollback removes it."""
+    slot = output_slot(ctx, stage, output_name, params_hash, inputs)
     txn = get_transaction()
     if txn is not None:
         txn.set("slot", slot)
@@ -151,7 +156,7 @@ def retry_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     return False
 
 
-def _artifact_key(*parts: str) -> str:
+def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     text = "-".join(parts).lower()
     return "".join(c if c.isalnum() else "-" for c in text).strip("-")[:100]
@@ -169,9 +174,9 @@ def publish_report(output: StageOutput) -> None:
     ]
     for warning in report.get("warnings", []):
         lines.append(f"- warning {warning['code']} ({warning.get('count', 1)}): {warning['message']}")
-    key = _artifact_key(output.stage, output.output_name, "report")
+    key = artifact_key(output.stage, output.output_name, "report")
     create_markdown_artifact("\n".join(lines), key=key, description=f"{output.stage} report")
-    create_table_artifact(output.channel_stats, key=_artifact_key(output.stage, output.output_name, "channels"),
+    create_table_artifact(output.channel_stats, key=artifact_key(output.stage, output.output_name, "channels"),
                           description=f"{output.stage} channel statistics")
 
 
@@ -186,7 +191,7 @@ def quality_gate(output: StageOutput, suite: str, parameters: dict[str, Any], ct
     if not result.success:
         create_table_artifact(
             result.failures_table(),
-            key=_artifact_key("gate", suite, output.output_name, "failures"),
+            key=artifact_key("gate", suite, output.output_name, "failures"),
             description=f"Failed expectations of {suite} for {output.output_name}",
         )
         raise gate_error(result, f"{output.stage} output {output.output_name!r}")

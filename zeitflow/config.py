@@ -16,12 +16,16 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from zeitflow.errors import ParameterError
+from zeitflow.errors import CleanError, ParameterError
 from zeitflow.options.base import Options, check_range, param_error, to_parameter_error
+from zeitflow.options.clean import CleanOptions, ThresholdAnswer
 from zeitflow.options.load import LoadOptions
+from zeitflow.options.resample import ColumnMethod, ResampleOptions
+from zeitflow.stages.clean import check_grid_step
 
 __all__ = [
-    "GateOptions", "LoadOptions", "PipelineConfig", "SourceConfig", "StorageConfig",
+    "CleanOptions", "ColumnMethod", "GateOptions", "LoadOptions", "PipelineConfig", "ResampleOptions", "SourceConfig",
+    "StorageConfig", "ThresholdAnswer",
     "apply_overrides", "load_config", "parse_config",
 ]
 
@@ -64,6 +68,26 @@ class SourceConfig(Options):
     path: str | list[str]
     load: LoadOptions = Field(default_factory=LoadOptions)
     gate: GateOptions = Field(default_factory=GateOptions)
+    resample: ResampleOptions | None = None
+    clean: CleanOptions | None = None
+
+    @model_validator(mode="after")
+    def _clean_needs_grid(self) -> SourceConfig:
+        """Cleaning works on a regular grid: require resampling, and check STL/LSTM periods against
+        the grid step before any data is read."""
+        if self.clean is None:
+            return self
+        if self.resample is None:
+            raise param_error(
+                "MISSING_PARAMETER",
+                f"source {self.name!r}: clean needs a regular grid; add a resample section (step_minutes, method)",
+            )
+        try:
+            check_grid_step(self.clean, self.resample.step_minutes)
+        except CleanError as exc:
+            step = self.resample.step_minutes
+            raise param_error(exc.code, f"clean: {exc.message} (resample.step_minutes={step})") from None
+        return self
 
     @field_validator("name")
     @classmethod
