@@ -14,7 +14,8 @@ export TF_ENABLE_ONEDNN_OPTS := 0
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-EXAMPLES := examples/tmy3_greensboro.yaml examples/payerne_1min.yaml examples/payerne_10min_temperature.yaml
+EXAMPLES := examples/tmy3_greensboro.yaml examples/payerne_1min.yaml examples/payerne_10min_temperature.yaml \
+	examples/payerne_15min_clean.yaml
 
 .PHONY: demo test lint bench install install-dev clean
 

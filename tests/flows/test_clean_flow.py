@@ -16,7 +16,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
 from flows.ingest import InteractionOptions, ingest
-from zeitflow.config import parse_config
+from zeitflow.config import load_config, parse_config
 from zeitflow.errors import CleanError
 from zeitflow.io.artifacts import read_frame
 
@@ -97,3 +97,16 @@ def test_unanswered_threshold_fails_the_run_with_threshold_timeout(tmp_path: Pat
     assert info.value.code == "THRESHOLD_TIMEOUT"
     assert "temp [°C]" in info.value.message
     assert not list(storage_env.rglob("clean/*/*/*.parquet"))  # nothing written for the stage
+
+
+def test_payerne_example_resamples_to_15_minutes_and_cleans(examples_dir: Path, storage_env: Path) -> None:
+    summary = ingest(load_config(examples_dir / "payerne_15min_clean.yaml"), partition="2016-06")
+    load, resampled, cleaned = summary.stages
+    assert (load.rows_out, resampled.rows_in, resampled.rows_out, cleaned.rows_out) == (43200, 43200, 2880, 2880)
+    assert resampled.details["grid_start"] == "2016-06-01T00:00:00Z"
+    assert resampled.details["step_minutes"] == 15.0
+    flagged = cleaned.details["channels"]["Temperatur [°C]"]["flagged"]
+    assert set(flagged) >= {"constant", "value_min", "value_max", "sbad_a", "sbad_b", "stl"}
+    assert cleaned.gate["success"] and resampled.gate["success"]
+    frame = read_frame(cleaned.uri, expected_sha256=cleaned.sha256)
+    assert (frame.index.to_series().diff().dropna() == STEP).all()
