@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall when the pins change; the stamp names the extras installed.
-DEPS := pyproject.toml constraints.txt
+DEPS := pyproject.toml constraints.txt Makefile
 
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -28,7 +28,7 @@ $(VENV)/.installed-base: $(BIN)/python $(DEPS)
 	touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python $(DEPS)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cpu,dev]'
 	touch $@ $(VENV)/.installed-base
 
 install: $(VENV)/.installed-base
