@@ -28,6 +28,17 @@ def stage_details(stage: str, report: dict[str, Any]) -> dict[str, Any]:
                 for name, ch in report.get("channels", {}).items()
             },
         }
+    if stage == "cloud":
+        fit = report.get("fit", {})
+        return {
+            "predictor": report.get("predictor"), "target": report.get("target"),
+            "equation": fit.get("equation"), "r2": fit.get("r2"), "n_matched": fit.get("n_matched"),
+            "n_inside": fit.get("n_inside"), "n_outside": fit.get("n_outside"),
+            "filtered_values": fit.get("filtered_values"), "plot_uri": report.get("plot_uri"),
+        }
+    if stage == "align":
+        keys = ("grid_start", "grid_end", "grid_points", "step_minutes")
+        return {k: report[k] for k in keys if k in report}
     return {}
 
 
@@ -55,7 +66,7 @@ class StageSummary(BaseModel):
         return cls(
             stage=output.stage, output=output.output_name,
             rows_in=int(report.get("rows_in", 0)), rows_out=int(report.get("rows_out", output.ref.rows)),
-            dropped=dropped_rows(report), columns=list(output.ref.columns),
+            dropped=dropped_rows(report) if output.stage == "load" else {}, columns=list(output.ref.columns),
             first_utc=output.first_utc, last_utc=output.last_utc, uri=output.ref.uri,
             sha256=output.ref.sha256, report_uri=output.report_uri, reused=output.reused, gate=output.gate,
             details=stage_details(output.stage, report),

@@ -117,15 +117,23 @@ def persist_output(ctx: RunContext, slot: OutputSlot, frame: pd.DataFrame, repor
     )
 
 
+def claim_extra(uri: str) -> None:
+    """Register a side object (e.g. a plot) of the running task's output for removal on rollback."""
+    txn = get_transaction()
+    if txn is not None:
+        txn.set("extra_uris", [*txn.get("extra_uris", []), uri])
+
+
 def remove_slot(txn: Transaction) -> None:
-    """Rollback hook body: delete the slot's objects and any metadata row pointing at them."""
+    """Rollback hook body: delete the slot's objects, its side objects and any metadata row
+    pointing at them."""
     slot: OutputSlot | None = txn.get("slot", None)
     if slot is None:
         return
     ctx: RunContext = txn.get("run_context")
     store = ctx.artifacts()
-    store.delete(slot.uri)
-    store.delete(slot.report_uri)
+    for uri in [slot.uri, slot.report_uri, *txn.get("extra_uris", [])]:
+        store.delete(uri)
     metadata = ctx.metadata()
     try:
         metadata.delete_stage_outputs_at(slot.uri)

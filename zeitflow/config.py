@@ -17,14 +17,17 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from zeitflow.errors import CleanError, ParameterError
+from zeitflow.options.align import AlignOptions
 from zeitflow.options.base import Options, check_range, param_error, to_parameter_error
 from zeitflow.options.clean import CleanOptions, ThresholdAnswer
+from zeitflow.options.cloud import CloudInterpolateOptions, CloudOptions
 from zeitflow.options.load import LoadOptions
 from zeitflow.options.resample import ColumnMethod, ResampleOptions
 from zeitflow.stages.clean import check_grid_step
 
 __all__ = [
-    "CleanOptions", "ColumnMethod", "GateOptions", "LoadOptions", "PipelineConfig", "ResampleOptions", "SourceConfig",
+    "AlignOptions", "CleanOptions", "CloudConfig", "CloudInterpolateOptions", "CloudOptions", "ColumnMethod",
+    "GateOptions", "LoadOptions", "PipelineConfig", "ResampleOptions", "SourceConfig",
     "StorageConfig", "ThresholdAnswer",
     "apply_overrides", "load_config", "parse_config",
 ]
@@ -107,6 +110,23 @@ class SourceConfig(Options):
         return [self.path] if isinstance(self.path, str) else list(self.path)
 
 
+class CloudConfig(Options):
+    """The cloud stage of a project: which aligned channels it relates, the fit and band options,
+    and an optional cloud interpolation of the result onto a grid."""
+
+    predictor: str
+    target: str
+    fit: CloudOptions = Field(default_factory=CloudOptions)
+    interpolate: CloudInterpolateOptions | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CloudConfig:
+        if self.predictor == self.target:
+            raise param_error("PARAM_COMPARISON_FAILED",
+                              f"predictor and target must be different channels, both are {self.target!r}")
+        return self
+
+
 class StorageConfig(Options):
     """Where outputs and metadata go; unset fields fall back to ``zeitflow.settings``."""
 
@@ -120,6 +140,8 @@ class PipelineConfig(Options):
     project: str
     description: str = ""
     sources: list[SourceConfig]
+    align: AlignOptions | None = None
+    cloud: CloudConfig | None = None
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("project")
@@ -135,6 +157,9 @@ class PipelineConfig(Options):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise param_error("PARAM_COMPARISON_FAILED", f"source names must be unique; repeated: {dup}")
+        if self.cloud is not None and self.align is None:
+            raise param_error("MISSING_PARAMETER",
+                              "cloud works on the aligned frame: add an align section (step_minutes, ...)")
         return self
 
     def resolve_paths(self, base: Path) -> PipelineConfig:

@@ -15,7 +15,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, Fl
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
-from flows.ingest import InteractionOptions, ingest
+from flows.compose import InteractionOptions
+from flows.ingest import ingest
 from zeitflow.config import load_config, parse_config
 from zeitflow.errors import CleanError
 from zeitflow.io.artifacts import read_frame

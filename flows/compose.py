@@ -1,0 +1,92 @@
+"""Stage composition shared by the flows: which stages run, in which order, for a project."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from flows.summary import RunSummary, StageSummary
+from tasks.align import run_align
+from tasks.clean import run_clean
+from tasks.cloud import run_cloud
+from tasks.context import RunContext
+from tasks.load import run_load
+from tasks.resample import run_resample
+from tasks.runs import close_run, open_run
+from tasks.stage import StageOutput
+from zeitflow.config import PipelineConfig, SourceConfig
+from zeitflow.errors import ZeitflowError
+from zeitflow.io.metadata import mask_url
+
+
+class InteractionOptions(BaseModel):
+    """How long a paused run waits for a threshold, and how often it checks (stages.md §3.9)."""
+
+    threshold_timeout_minutes: int = Field(60, ge=1, le=10_080)
+    poll_seconds: int = Field(10, ge=1, le=300)
+
+
+def default_partition(partition: str | None) -> str | None:
+    """The partition given, else the run's scheduled start date; never ``now()`` at deploy time."""
+    if partition:
+        return partition
+    scheduled = flow_run.scheduled_start_time
+    return scheduled.date().isoformat() if scheduled else None
+
+
+def ingest_source(source: SourceConfig, ctx: RunContext, interaction: InteractionOptions) -> list[StageOutput]:
+    """load -> resample -> clean for one source, each stage through its gate."""
+    outputs = [run_load(source, ctx)]
+    if source.resample is not None:
+        outputs.append(run_resample(source.name, outputs[-1], source.resample, ctx))
+    if source.clean is not None:
+        outputs.append(run_clean(source.name, outputs[-1], source.clean, ctx,
+                                 timeout_minutes=interaction.threshold_timeout_minutes,
+                                 poll_seconds=interaction.poll_seconds))
+    return outputs
+
+
+def ingest_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> list[StageOutput]:
+    """Every source through its ingest stages."""
+    return [o for source in config.sources for o in ingest_source(source, ctx, interaction)]
+
+
+def all_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> list[StageOutput]:
+    """Ingest every source, then align the last output of each source and fit the cloud."""
+    outputs: list[StageOutput] = []
+    last: dict[str, StageOutput] = {}
+    for source in config.sources:
+        produced = ingest_source(source, ctx, interaction)
+        outputs.extend(produced)
+        last[source.name] = produced[-1]
+    if config.align is not None:
+        aligned = run_align(last, config.align, ctx)
+        outputs.append(aligned)
+        if config.cloud is not None:
+            outputs.append(run_cloud(aligned, config.cloud, ctx))
+    return outputs
+
+
+Stages = Callable[[PipelineConfig, RunContext, InteractionOptions], list[StageOutput]]
+
+
+def run_recorded(stages: Stages, config: PipelineConfig, ctx: RunContext, flow_name: str,
+                 partition: str | None, interaction: InteractionOptions | None) -> RunSummary:
+    """Open the run row, run the stages, close the row with the final status."""
+    open_run(config, ctx, flow_name, partition)
+    try:
+        outputs = stages(config, ctx, interaction or InteractionOptions())
+    except ZeitflowError as exc:
+        close_run(ctx, "failed", exc.code, exc.message[:2000])
+        raise
+    except BaseException as exc:
+        close_run(ctx, "failed", type(exc).__name__, str(exc)[:2000])
+        raise
+    close_run(ctx, "completed")
+    return RunSummary(
+        project=config.project, run_id=ctx.run_id, flow=flow_name, partition=partition, status="completed",
+        storage_root=ctx.storage_root, metadata_url=mask_url(ctx.metadata_url),
+        stages=[StageSummary.of(o) for o in outputs],
+    )

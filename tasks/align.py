@@ -1,0 +1,50 @@
+"""The align task: the last output of every source onto one common grid, one column per channel,
+through the ``aligned`` gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.context import RunContext
+from tasks.progress import ProgressReporter
+from tasks.stage import StageOutput, claim_slot, persist_output, remove_slot, retry_transient, reuse_output, run_gated
+from zeitflow.io.artifacts import read_frame
+from zeitflow.options.align import AlignOptions
+from zeitflow.stages.align import AlignReport, align, gate_parameters
+
+STAGE = "align"
+SUITE = "aligned"
+OUTPUT = "aligned"
+
+
+@task(name="align", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
+      cache_policy=NO_CACHE)
+def align_outputs(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunContext) -> StageOutput:
+    """Read every source's frame by reference (checksums verified), align them, persist the result."""
+    slot = claim_slot(ctx, STAGE, OUTPUT, options.parameters_hash(),
+                      [[f"frames:{name}", output.ref.sha256] for name, output in inputs.items()])
+    reused = reuse_output(ctx, slot)
+    if reused is not None:
+        return reused
+    frames = {name: read_frame(o.ref.uri, expected_sha256=o.ref.sha256, storage_options=ctx.storage_options())
+              for name, o in inputs.items()}
+    progress = ProgressReporter("align")
+    result = align(frames, options, progress=progress)
+    output = persist_output(ctx, slot, result.frame, result.report.model_dump(mode="json"))
+    progress.finish()
+    return output
+
+
+align_outputs.on_rollback(remove_slot)
+
+
+def _gate_parameters(output: StageOutput) -> dict[str, Any]:
+    return gate_parameters(AlignReport.model_validate(output.report))
+
+
+def run_align(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunContext) -> StageOutput:
+    """Align through the ``aligned`` gate (one transaction; see ``run_gated``)."""
+    return run_gated(lambda: align_outputs(inputs, options, ctx), SUITE, _gate_parameters, ctx)
