@@ -15,7 +15,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
 EXAMPLES := examples/tmy3_greensboro.yaml examples/payerne_1min.yaml examples/payerne_10min_temperature.yaml \
-	examples/payerne_15min_clean.yaml
+	examples/payerne_15min_clean.yaml examples/payerne_align_cloud.yaml
 
 .PHONY: demo test lint bench install install-dev clean
 
@@ -53,6 +53,7 @@ lint: install-dev
 bench: install
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/resample.py
+	$(BIN)/python benchmarks/align.py
 	$(BIN)/python benchmarks/gates.py
 
 clean:
