@@ -5,7 +5,10 @@ then reads the file in fresh child processes with ``zeitflow.stages.load.read_ra
 reference, with ``pandas.read_csv`` + ``pandas.to_datetime(format=...)``. Prints rows/s, MB/s and
 peak RSS (``resource.getrusage``) against the in-memory size of the resulting frame.
 
-Usage: ``python benchmarks/load.py [SIZE_MB] [--keep DIR]`` (default 1000 MB).
+Usage: ``python benchmarks/load.py [SIZE_MB] [--keep DIR] [--csv FILE] [--repeat N]`` (default
+1000 MB). ``--csv`` reads an existing file instead of generating one (e.g. one kept with
+``--keep``); ``--repeat`` runs zeitflow N times in fresh processes and shows the fastest run and the
+spread. The CPU may be shared: the load average is printed with the results.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("size_mb", nargs="?", type=float, default=1000.0)
     parser.add_argument("--keep", type=Path, default=None, help="write the CSV here and keep it")
+    parser.add_argument("--csv", type=Path, default=None, help="read this existing CSV instead of generating one")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=1, help="zeitflow runs (the fastest is shown)")
@@ -108,16 +112,21 @@ def main(argv: list[str] | None = None) -> None:
         print(generate(args.generate, args.size_mb))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.keep or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "logger.csv"
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, str(args.size_mb), "--generate", str(path)], check=True,
-                             capture_output=True, text=True)
-        rows = int(out.stdout.strip().splitlines()[-1])
-        size_mb = path.stat().st_size / 1e6
-        print(f"generated {path.name}: {size_mb:.1f} MB, {rows} rows, {COLUMNS} value columns "
-              f"in {time.perf_counter() - t0:.1f} s")
+        if args.csv is not None:
+            path = args.csv
+            print(f"reading {path}: {path.stat().st_size / 1e6:.1f} MB")
+        else:
+            folder = args.keep or Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "logger.csv"
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, __file__, str(args.size_mb), "--generate", str(path)],
+                                 check=True, capture_output=True, text=True)
+            rows = int(out.stdout.strip().splitlines()[-1])
+            size_mb = path.stat().st_size / 1e6
+            print(f"generated {path.name}: {size_mb:.1f} MB, {rows} rows, {COLUMNS} value columns "
+                  f"in {time.perf_counter() - t0:.1f} s")
+        load = os.getloadavg()
         runs = [_child("zeitflow", path) for _ in range(max(args.repeat, 1))]
         for label, result in (("zeitflow read_raw", min(runs, key=lambda r: r["seconds"])),
                               ("pandas read_csv + to_datetime", _child("pandas", path))):
@@ -126,6 +135,12 @@ def main(argv: list[str] | None = None) -> None:
                   f"(baseline {result['baseline_rss_mb']:.0f} MB)  frame {result['frame_mb']:6.0f} MB  "
                   f"peak/frame {result['peak_over_frame']:.2f}  "
                   f"(peak-baseline)/frame {result['peak_above_baseline_over_frame']:.2f}")
+        if len(runs) > 1:
+            rates = sorted(r["rows_per_s"] / 1e6 for r in runs)
+            print(f"zeitflow over {len(runs)} runs: " + ", ".join(f"{r['seconds']:.2f} s" for r in runs)
+                  + f"; {rates[0]:.2f}-{rates[-1]:.2f} M rows/s")
+        print("load average before / after: " + " ".join(f"{v:.2f}" for v in load) + " / "
+              + " ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
 if __name__ == "__main__":

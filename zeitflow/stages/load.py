@@ -33,6 +33,7 @@ from zeitflow.stages.load_time import (
     TimeParser,
     combine_date_time,
     detect_time_format,
+    empty_column,
     localize,
     parses_as_time,
 )
@@ -45,6 +46,8 @@ __all__ = [
 STAGE = "load"
 NS_PER_MINUTE = 60_000_000_000
 HEAD_CAP_BYTES = 64 << 20  # samples are taken from at most this much text
+BODY_BLOCK_BYTES = 8 << 20  # body blocks hold at most chunk_rows lines and about this much text:
+# larger blocks only add page faults (fresh buffers for every block) and cache misses, never speed
 _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
 _TIME_CODES = frozenset({"DATETIME_PARSING_ERROR", "COERCE_YEAR_INVALID_DATE", "AMBIGUOUS_TIME", "NONEXISTENT_TIME"})
@@ -188,7 +191,7 @@ def step_statistics(frame: pd.DataFrame) -> StepStatistics:
     rows = int(ns.size)
     channels = {}
     for column in frame.columns:
-        numeric = int(np.count_nonzero(~np.isnan(frame[column].to_numpy(dtype=np.float64))))
+        numeric = rows - int(np.count_nonzero(np.isnan(frame[column].to_numpy(dtype=np.float64))))
         channels[str(column)] = ChannelStep(
             numeric=numeric, numeric_share_percent=round(100.0 * numeric / rows, 2) if rows else 0.0
         )
@@ -199,16 +202,31 @@ def step_statistics(frame: pd.DataFrame) -> StepStatistics:
     stats.first, stats.last = _iso(first), _iso(last)
     if rows < 2:
         return stats
-    diffs = np.diff(ns)
-    median = np.median(diffs)
+    step_min, step_max = _diff_range(ns)
+    # Regular: the median is the one step, as float64 like np.median's. Otherwise the differences
+    # are ours to partition in place (no second copy).
+    median = (np.float64(step_min) if step_min == step_max
+              else np.median(np.diff(ns), overwrite_input=True))
     offset = (first % int(median)) if float(median).is_integer() else math.fmod(first, float(median)) % median
     stats.step_median_minutes = _minutes(median)
-    stats.step_min_minutes = _minutes(int(diffs.min()))
-    stats.step_max_minutes = _minutes(int(diffs.max()))
+    stats.step_min_minutes = _minutes(step_min)
+    stats.step_max_minutes = _minutes(step_max)
     stats.step_mean_minutes = _minutes((last - first) / (rows - 1))
     stats.offset_minutes = _minutes(offset) if median > 0 else None
-    stats.regular = bool(diffs.min() == diffs.max())
+    stats.regular = step_min == step_max
     return stats
+
+
+_DIFF_SLICE = 1 << 20  # rows differenced at a time (no array of all differences for min and max)
+
+
+def _diff_range(ns: np.ndarray) -> tuple[int, int]:
+    """(min, max) of ``np.diff(ns)`` for at least two rows, in slices."""
+    lo = hi = int(ns[1] - ns[0])
+    for start in range(0, ns.size - 1, _DIFF_SLICE):
+        d = np.diff(ns[start: start + _DIFF_SLICE + 1])
+        lo, hi = min(lo, int(d.min())), max(hi, int(d.max()))
+    return lo, hi
 
 
 def _warning(w: Any) -> ReportWarning:
@@ -220,8 +238,9 @@ def _frame(utc: np.ndarray, values: dict[str, np.ndarray], name: str) -> pd.Data
     if utc.size == 0:
         frame = empty_frame(list(values))
     else:
-        index = pd.DatetimeIndex(np.asarray(utc, dtype=np.int64).view("datetime64[ns]"),
-                                 dtype="datetime64[ns, UTC]", name=INDEX_NAME)
+        # int64 input is read as UTC epoch ns and, unlike naive datetime64 input, not copied
+        index = pd.DatetimeIndex(np.asarray(utc, dtype=np.int64), dtype="datetime64[ns, UTC]", name=INDEX_NAME,
+                                 copy=False)
         frame = pd.DataFrame(values, index=index, copy=False)
     validate_frame(frame, name)
     return frame
@@ -232,6 +251,24 @@ def _group_starts(utc_sorted: np.ndarray) -> np.ndarray:
     if utc_sorted.size == 0:
         return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(np.r_[True, utc_sorted[1:] != utc_sorted[:-1]])
+
+
+def _nondecreasing(utc: np.ndarray) -> bool:
+    """True if ``utc`` is sorted (checked in slices: no temporary of the array's length)."""
+    for start in range(0, utc.size - 1, _DIFF_SLICE):
+        part = utc[start: start + _DIFF_SLICE + 1]
+        if not bool((part[1:] >= part[:-1]).all()):
+            return False
+    return True
+
+
+def _has_repeats(utc_sorted: np.ndarray) -> bool:
+    """True if a sorted array holds an instant twice (checked in slices, without the group starts)."""
+    for start in range(0, utc_sorted.size - 1, _DIFF_SLICE):
+        part = utc_sorted[start: start + _DIFF_SLICE + 1]
+        if bool((part[1:] == part[:-1]).any()):
+            return True
+    return False
 
 
 def _resolve(
@@ -259,7 +296,7 @@ def _resolve(
 
 
 def _duplicate_error(utc_sorted: np.ndarray, starts: np.ndarray, where: str, *, source: str,
-                     lines: np.ndarray | None = None) -> LoadError:
+                     lines: np.ndarray | _LineRange | None = None) -> LoadError:
     sizes = np.diff(np.r_[starts, utc_sorted.size])
     dup_groups = np.flatnonzero(sizes > 1)
     stamps = [_iso(utc_sorted[starts[g]]) for g in dup_groups[:MAX_EXAMPLES]]
@@ -278,33 +315,88 @@ def _duplicate_error(utc_sorted: np.ndarray, starts: np.ndarray, where: str, *, 
 # --------------------------------------------------------------------------------------------
 
 
+class _LineRange:
+    """The line numbers ``first, first + 1, ...`` of ``size`` rows from consecutive lines. It is
+    indexed like the int64 array it stands for (an int, a slice, an index array or a mask), which
+    is built only where a whole array is asked for (``np.asarray``)."""
+
+    __slots__ = ("first", "size")
+    lazy_line_numbers = True  # ``localize`` indexes it instead of building the array
+
+    def __init__(self, first: int, size: int) -> None:
+        self.first, self.size = int(first), int(size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Any:
+        return (np.int64(v) for v in range(self.first, self.first + self.size))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.arange(self.first, self.first + self.size, dtype=np.int64).astype(dtype or np.int64, copy=False)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, int | np.integer):
+            i = int(key) + (self.size if int(key) < 0 else 0)
+            if not 0 <= i < self.size:
+                raise IndexError(f"index {int(key)} is out of bounds for {self.size} rows")
+            return np.int64(self.first + i)
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.size)
+            if step == 1:
+                return _LineRange(self.first + start, max(stop - start, 0))
+            return np.arange(self.first + start, self.first + stop, step, dtype=np.int64)
+        index = np.asarray(key)
+        if index.dtype == bool:
+            if index.shape != (self.size,):
+                raise IndexError(f"boolean index of shape {index.shape} for {self.size} rows")
+            index = np.flatnonzero(index)
+        index = index.astype(np.int64, copy=False)
+        if index.size and (int(index.min()) < -self.size or int(index.max()) >= self.size):
+            raise IndexError(f"index out of bounds for {self.size} rows")
+        return self.first + np.where(index < 0, index + self.size, index)
+
+
 class _Accumulator:
     """Row arrays of one source, filled block by block into arrays sized from an estimate of the
-    row count (untouched capacity is never resident), grown geometrically when it is exceeded."""
+    row count (untouched capacity is never resident), grown geometrically when it is exceeded.
+    Line numbers are kept as a range while the rows come from consecutive lines (no bad or blank
+    line in between), and as an array from the first gap on."""
 
     def __init__(self, positions: list[int], capacity: int) -> None:
         self.n = 0
         self.capacity = max(capacity, 1024)
-        self.lines = np.empty(self.capacity, dtype=np.int64)
-        self.values = {p: np.empty(self.capacity, dtype=np.float64) for p in positions}
+        self.first_line = 0
+        self.lines: np.ndarray | None = None  # None: the rows hold lines first_line, first_line + 1, ...
+        self.values = {p: empty_column(self.capacity, np.float64) for p in positions}
 
     def _grow(self, need: int) -> None:
         capacity = max(need, self.capacity * 2)
 
         def grown(old: np.ndarray) -> np.ndarray:
-            new = np.empty(capacity, dtype=old.dtype)
+            new = empty_column(capacity, old.dtype)
             new[: self.n] = old[: self.n]
             return new
 
-        self.lines = grown(self.lines)
+        if self.lines is not None:
+            self.lines = grown(self.lines)
         self.values = {p: grown(old) for p, old in self.values.items()}
         self.capacity = capacity
 
     def add(self, rows: lc.BlockRows) -> None:
         m = int(rows.lines.size)
+        if m == 0:
+            return
         if self.n + m > self.capacity:
             self._grow(self.n + m)
-        self.lines[self.n: self.n + m] = rows.lines
+        first, last = int(rows.lines[0]), int(rows.lines[-1])
+        if self.n == 0:
+            self.first_line = first
+        if self.lines is None and (first != self.first_line + self.n or last - first != m - 1):
+            self.lines = empty_column(self.capacity, np.int64)  # block lines increase: first gap here
+            self.lines[: self.n] = np.arange(self.first_line, self.first_line + self.n, dtype=np.int64)
+        if self.lines is not None:
+            self.lines[self.n: self.n + m] = rows.lines
         for p, pieces in rows.values.items():
             target = self.values[p]
             pos = self.n
@@ -312,6 +404,10 @@ class _Accumulator:
                 target[pos: pos + piece.size] = piece
                 pos += piece.size
         self.n += m
+
+    def line_numbers(self) -> np.ndarray | _LineRange:
+        """The 1-based physical line of every row."""
+        return _LineRange(self.first_line, self.n) if self.lines is None else self.lines[: self.n]
 
 
 @dataclass
@@ -520,7 +616,6 @@ def _read_body(
     """Stream the data lines block by block (§1.8): values into the accumulator, time texts into
     the parser; block text is released before the next block is read."""
     layout, cols, name = det.layout, det.cols, opened.name
-    parser = TimeParser(det.fmt, dayfirst=options.dayfirst, coerce_year=options.coerce_year, source=name)
     rules = lc.NumberRules(det.decimal, options.thousands, list(options.na_values))
     plan = lc.BodyPlan(
         source=name, delimiter=layout.delimiter, k=layout.k, time_positions=cols.time_positions,
@@ -533,7 +628,7 @@ def _read_body(
     body_offset = head.offset_of(layout.body_line)
     body_lines = max(len(head.lines) - (layout.body_line - head.first_line), 1)
     avg_line = max((len(head.data) - body_offset) / body_lines, 2.0)
-    target = int(min(max(chunk_rows * avg_line, 256), 1 << 30))
+    target = int(min(max(chunk_rows * avg_line, 256), BODY_BLOCK_BYTES))
     if reader.exhausted:
         estimate = body_lines
     elif opened.size:
@@ -541,6 +636,8 @@ def _read_body(
     else:
         estimate = 4 * chunk_rows
     acc = _Accumulator(cols.value_positions, estimate)
+    parser = TimeParser(det.fmt, dayfirst=options.dayfirst, coerce_year=options.coerce_year, source=name,
+                        capacity=estimate)
     block: lc.Block | None = lc.Block(head.data[body_offset:], layout.body_line, head_raw_end)
     while block is not None:
         for piece in lc.split_rows(block, chunk_rows):
@@ -590,7 +687,8 @@ def _select_channels(
         channel_counts[channel] = col
     if not values or sum(c.numeric for c in channel_counts.values()) == 0:
         shown = list(values) or dropped
-        first, last = int(acc.lines[0]), int(acc.lines[acc.n - 1])
+        lines = acc.line_numbers()
+        first, last = int(lines[0]), int(lines[-1])
         raise lc.load_error(
             "NO_NUMERIC_DATA", f"no numeric value in column(s) {shown} (data lines {first}-{last})",
             source=name, columns=shown, line=first, hint="check value_columns, decimal and na_values",
@@ -603,13 +701,13 @@ class _Times:
     """Rows kept after time parsing and the DST policy, in ascending UTC order."""
 
     utc: np.ndarray
-    lines: np.ndarray
+    lines: np.ndarray | _LineRange
     rows: np.ndarray | None  # data-row positions of ``utc`` (None: all rows, in file order)
     kept_by_dst: int
     counts: dict[str, int]
 
 
-def _to_utc(parsed: ParsedTimes, lines: np.ndarray, options: LoadOptions, name: str,
+def _to_utc(parsed: ParsedTimes, lines: np.ndarray | _LineRange, options: LoadOptions, name: str,
             warnings: list[ReportWarning]) -> _Times:
     """Drop unparseable rows, localise (§1.6) and sort stably by the UTC instant."""
     valid = np.asarray(parsed.valid, dtype=bool)
@@ -643,7 +741,7 @@ def _to_utc(parsed: ParsedTimes, lines: np.ndarray, options: LoadOptions, name: 
         index = np.flatnonzero(keep)
         rows = index if rows is None else rows[index]
         utc, lines, kept = utc[index], lines[index], int(index.size)
-    if utc.size > 1 and not bool((utc[1:] >= utc[:-1]).all()):
+    if not _nondecreasing(utc):
         order = np.argsort(utc, kind="stable")
         utc, lines = utc[order], lines[order]
         rows = order if rows is None else rows[order]
@@ -659,7 +757,7 @@ def _read_opened(opened: lc.OpenedSource, options: LoadOptions, progress: Progre
     acc, counts, parser = _read_body(reader, opened, head, head_raw_end, det, options, progress, chunk_rows)
     del head
     values, channel_counts, dropped = _select_channels(acc, counts, det.cols, name, warnings)
-    lines = acc.lines[: acc.n]
+    lines = acc.line_numbers()
     del acc
 
     parsed = parser.finish()
@@ -670,15 +768,16 @@ def _read_opened(opened: lc.OpenedSource, options: LoadOptions, progress: Progre
         for channel in values:
             values[channel] = values[channel][times.rows]
     utc = times.utc
-    starts = _group_starts(utc)
-    removed = int(utc.size - starts.size)
-    if removed:
+    removed = 0
+    if _has_repeats(utc):
+        starts = _group_starts(utc)
+        removed = int(utc.size - starts.size)
         if options.duplicates == "raise":
             raise _duplicate_error(utc, starts, "after conversion to UTC", source=name, lines=times.lines)
         for channel in values:
             values[channel] = _resolve(values[channel], None, starts, options.duplicates)
         utc = utc[starts]
-    if not any(np.count_nonzero(~np.isnan(v)) for v in values.values()):
+    if all(bool(np.isnan(v).all()) for v in values.values()):
         unparseable = int(parsed.unparseable_count)
         raise lc.load_error(
             "NO_NUMERIC_DATA",

@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ DELIMITER_SAMPLE_LINES = 50  # §1.4 step 3
 DATA_SAMPLE_ROWS = 1000  # §1.4 step 7, §1.5
 TEXT_LIMIT = 200  # metadata and bad-line examples are truncated to this many characters
 ARROW_BLOCK = 1 << 20
+_COUNT_SLICE = 1 << 20  # bytes compared at a time when counting line ends
 DELIMITER_CANDIDATES = (";", "\t", ",")
 WHITESPACE = " \t\r\n\x0b\x0c"  # what makes a line blank (§1.4 step 2)
 
@@ -241,7 +243,12 @@ def count_lines(data: bytes | bytearray) -> int:
     """Physical lines in ``data``: line ends ``\\n``, ``\\r\\n`` or ``\\r``, plus an unterminated last line."""
     if not data:
         return 0
-    n = data.count(b"\n")
+    if len(data) < _COUNT_SLICE:
+        n = data.count(b"\n")
+    else:  # numpy counts a byte about three times faster than bytes.count, in cache-sized slices
+        view = np.frombuffer(data, dtype=np.uint8)
+        n = sum(int(np.count_nonzero(view[i: i + _COUNT_SLICE] == 10)) for i in range(0, view.size, _COUNT_SLICE))
+        del view
     if b"\r" in data:
         n += data.count(b"\r") - data.count(b"\r\n")
     if not data.endswith((b"\n", b"\r")):
@@ -282,6 +289,7 @@ class BlockReader:
         self._line = 1
         self._eof = False
         self._first_text = True
+        self._spare: bytearray | None = None  # the last block's buffer (pass-through mode)
         self._append(head[bom:])
         self._check_nul(head[bom:])
 
@@ -405,7 +413,7 @@ class BlockReader:
         leftover = self._buf
         self._buf = b""
         want = 0 if self._eof else max(target - len(leftover), 0)
-        data = bytearray(len(leftover) + want)
+        data = self._buffer(len(leftover) + want)
         data[: len(leftover)] = leftover
         if want:
             got = self.src.read_into(memoryview(data)[len(leftover):])
@@ -434,7 +442,22 @@ class BlockReader:
         self._buf_raw += len(data)
         block = Block(self._validate(data, raw_start), self._line, self._buf_raw)
         self._line += block.line_count()
+        self._spare = data
         return block
+
+    def _buffer(self, size: int) -> bytearray:
+        """``size`` bytes to read into: the last block's buffer once nothing else refers to it (its
+        block, pieces and pyarrow buffers are gone), else a new one. Reuse spares the zeroing and
+        the page faults of a fresh buffer for every block."""
+        spare, self._spare = self._spare, None
+        alone = bytearray()  # held by its name only: the count of an object nobody else refers to
+        if spare is None or sys.getrefcount(spare) > sys.getrefcount(alone):
+            return bytearray(size)
+        if len(spare) > size:
+            del spare[size:]
+        elif len(spare) < size:
+            spare.extend(bytes(size - len(spare)))
+        return spare
 
     def _validate(self, data: bytes | bytearray, raw_start: int) -> bytes | bytearray:
         if data.isascii():
@@ -1096,6 +1119,15 @@ def stripped(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     if bufs[2] is None:
         return column
     data = np.frombuffer(bufs[2], dtype=np.uint8)
+    first, end = int(offsets[0]), int(offsets[-1])
+    width = (end - first) // n
+    if width > 0 and width * n == end - first and bool((np.diff(offsets) == width).all()):
+        # texts of one length (e.g. fixed-width time stamps): their first and last bytes are strided views
+        texts = data[first: end].reshape(n, width)
+        heads, tails = texts[:, 0], texts[:, width - 1]
+        if min(int(heads.min()), int(tails.min())) < 33 or max(int(heads.max()), int(tails.max())) >= 0x80:
+            return pc.utf8_trim_whitespace(column)  # the bytes that _STRIP_BYTES marks
+        return column
     starts, ends = offsets[:-1], offsets[1:]
     nonempty = ends > starts
     if not nonempty.all():

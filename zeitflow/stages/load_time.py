@@ -3,6 +3,9 @@
 Pure and vectorised: texts are grouped by their *layout* (length plus the positions of digits and
 the non-digit characters), one regular expression is matched per layout, and the digits of every row
 of that layout are read as integer columns of a byte matrix. Rows are never looped over in Python.
+A block whose texts all have one fixed-width layout of ``%Y %m %d [%H %M [%S]]`` (ISO, or a format
+without the day/month question) is first offered to pyarrow's ISO 8601 cast, which is taken only
+when it provably gives the same wall times; any other block takes the exact path ("Fast path").
 
 ``zeitflow.stages.load`` drives this module: :func:`detect_time_format` on the head sample, one
 :class:`TimeParser` per source fed block by block, then :func:`localize` on the whole column.
@@ -11,6 +14,7 @@ of that layout are read as integer columns of a byte matrix. Rows are never loop
 from __future__ import annotations
 
 import itertools
+import mmap
 import re
 import time as _time
 import zoneinfo
@@ -653,8 +657,175 @@ def _swap_day_month(fmt: str) -> str:
     return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
 
 
+_MAPPED_MIN_BYTES = 1 << 24
+_MAP_PRIVATE: int | None = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) if hasattr(mmap, "MAP_ANONYMOUS") else None
+
+
+def empty_column(size: int, dtype: Any) -> np.ndarray:
+    """An uninitialised 1-D array for a large column that is filled block by block.
+
+    Above 16 MiB it lives in its own private anonymous mapping (ordinary process memory, copied
+    on write in a forked child), so the kernel's default page policy applies instead of the huge
+    pages numpy requests (``MADV_HUGEPAGE``) for large arrays: on the project's VMs huge-page
+    faults made the 1 GB load benchmark 1-2 s slower (benchmarks/load.py). Capacity that is never
+    written is never resident either way. The mapping is released with the last array that uses it.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(size) * dtype.itemsize
+    if nbytes < _MAPPED_MIN_BYTES or _MAP_PRIVATE is None:
+        return np.empty(size, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=_MAP_PRIVATE), dtype=dtype)
+
+
 def _cat(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _cat_flags(blocks: list[dict[str, Any]], key: str, default: bool) -> np.ndarray:
+    """One bool column over the blocks; a block's None stands for ``default`` on all its rows."""
+    out = np.full(sum(b["size"] for b in blocks), default, dtype=bool)
+    pos = 0
+    for b in blocks:
+        if b[key] is not None:
+            out[pos : pos + b["size"]] = b[key]
+        pos += b["size"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path: fixed-width texts through pyarrow's ISO 8601 cast
+# ---------------------------------------------------------------------------------------------
+#
+# pyarrow casts ``YYYY-MM-DD[ T]hh:mm[:ss[.f]]`` strings to naive nanoseconds an order of magnitude
+# faster than the layout tokeniser. Its parser checks every digit position, the separators, month
+# 1-12, the day against the month (leap years included), hour <= 23, minute and second <= 59, and
+# it rejects zone offsets for a naive target; on any failure the whole cast fails. The fast path
+# therefore applies to a block only when every text has one of the lengths below, whose only texts
+# pyarrow accepts are exactly the texts that the exact path parses to the same wall time (length 13,
+# ``YYYY-MM-DD hh``, is accepted by pyarrow but not by §1.5, so it is never used), and when every
+# year lies in YEAR_MIN..YEAR_MAX. Any other block (24:00, an empty or bad text, a zone offset,
+# mixed lengths, another year) goes through the exact path unchanged.
+
+_ISO_LENGTHS = frozenset({10, 16, 19, *range(21, 30)})  # date, hh:mm, hh:mm:ss, hh:mm:ss.f{1,9}
+_FAST_WIDTH = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
+_YEAR_LO = int.from_bytes(str(YEAR_MIN).encode(), "big")
+_YEAR_HI = int.from_bytes(str(YEAR_MAX).encode(), "big")
+_TS_NS = pa.timestamp("ns")
+
+
+@dataclass(frozen=True)
+class _FastPlan:
+    """How the texts of one format become ISO texts for pyarrow's cast.
+
+    ``runs`` is None when the texts are ISO already (then any length in ``lengths``); otherwise
+    the texts have the one length in ``lengths``, ``literals`` are (position, byte) checks of the
+    format's literal characters and ``runs`` (source, target, width) copy digit runs into an ISO
+    text of ``iso_length`` bytes whose separators are ``consts`` (position, byte).
+    """
+
+    lengths: frozenset[int]
+    runs: tuple[tuple[int, int, int], ...] | None = None
+    literals: tuple[tuple[int, int], ...] = ()
+    consts: tuple[tuple[int, int], ...] = ()
+    iso_length: int = 0
+
+
+def _fast_plan(spec: _Spec, coerce_year: int | None) -> _FastPlan | None:
+    """The fast-path plan of a format, or None where only the exact path applies: day/month family
+    (order decided on the whole column), epoch, parts, ``coerce_year``, or a format with other
+    directives than ``%Y %m %d %H %M %S``."""
+    if coerce_year is not None or spec.daymonth:
+        return None
+    if spec.kind == "iso":
+        return _FastPlan(_ISO_LENGTHS)
+    if spec.kind not in ("strptime", "compact") or spec.regex is None:
+        return None
+    fields: dict[str, int] = {}
+    literals: list[tuple[int, int]] = []
+    pos = i = 0
+    fmt = spec.format
+    while i < len(fmt):
+        ch = fmt[i]
+        if ch == "%":
+            d = fmt[i + 1] if i + 1 < len(fmt) else ""
+            if d not in _FAST_WIDTH or d in fields:
+                return None
+            fields[d] = pos
+            pos += _FAST_WIDTH[d]
+            i += 2
+        elif ch.isspace():  # a whitespace run matches one or more blanks: the fast path wants one space
+            while i < len(fmt) and fmt[i].isspace():
+                i += 1
+            literals.append((pos, 0x20))
+            pos += 1
+        else:
+            if not ch.isascii() or ch.isdigit():
+                return None
+            literals.append((pos, ord(ch)))
+            pos += 1
+            i += 1
+    keys = set(fields)
+    if not ({"Y", "m", "d"} <= keys and keys - {"Y", "m", "d"} in ({"H", "M", "S"}, {"H", "M"}, set())):
+        return None
+    order = [("Y", 0), ("m", 5), ("d", 8), ("H", 11), ("M", 14), ("S", 17)]
+    runs = tuple((fields[d], target, _FAST_WIDTH[d]) for d, target in order if d in fields)
+    iso_length = {3: 10, 5: 16, 6: 19}[len(fields)]
+    consts = tuple((p, ord(c)) for p, c in ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":")) if p < iso_length)
+    return _FastPlan(frozenset({pos}), runs, tuple(literals), consts, iso_length)
+
+
+def _uniform_length(arr: pa.Array) -> tuple[int, int, np.ndarray] | None:
+    """(length, byte offset of the first text, data bytes) when every text has the same length."""
+    n = len(arr)
+    bufs = arr.buffers()
+    if n == 0 or arr.null_count or bufs[2] is None:
+        return None
+    offsets = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
+    first, end = int(offsets[0]), int(offsets[-1])
+    length = (end - first) // n
+    if length <= 0 or length * n != end - first:
+        return None
+    lens = np.diff(offsets)
+    if int(lens.min()) != length or int(lens.max()) != length:
+        return None
+    return length, first, np.frombuffer(bufs[2], dtype=np.uint8)
+
+
+def _fast_wall(arr: pa.Array, plan: _FastPlan) -> np.ndarray | None:
+    """Naive wall ns of every text of ``arr`` through pyarrow, or None if any text needs the exact path."""
+    uniform = _uniform_length(arr)
+    if uniform is None or uniform[0] not in plan.lengths:
+        return None
+    length, first, data = uniform
+    n = len(arr)
+    if plan.runs is None:
+        iso, iso_data, iso_length, iso_first = arr, data, length, first
+    else:
+        if n * plan.iso_length > np.iinfo(np.int32).max:  # pragma: no cover - blocks are far smaller
+            return None
+        mat = data[first : first + n * length].reshape(n, length)
+        for p, byte in plan.literals:
+            if not bool((mat[:, p] == byte).all()):
+                return None
+        iso_length, iso_first = plan.iso_length, 0
+        out = np.empty((n, iso_length), dtype=np.uint8)
+        for p, byte in plan.consts:
+            out[:, p] = byte
+        for source, target, width in plan.runs:
+            out[:, target : target + width] = mat[:, source : source + width]
+        iso_data = out.reshape(-1)
+        offsets = np.arange(0, (n + 1) * iso_length, iso_length, dtype=np.int32)
+        iso = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(iso_data)])
+    years = np.ndarray((n,), dtype=">u4", buffer=iso_data, offset=iso_first, strides=(iso_length,))
+    if int(years.min()) < _YEAR_LO or int(years.max()) > _YEAR_HI:  # digits are checked by the cast
+        return None
+    try:
+        ts = iso.cast(_TS_NS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if ts.null_count:  # pragma: no cover - a failed cast raises instead
+        return None
+    return np.frombuffer(ts.buffers()[1], dtype=np.int64, count=n, offset=ts.offset * 8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,7 +867,10 @@ class TimeParser:
     :meth:`finish`. Block text is discarded after tokenising; the day/month order of the
     ``daymonth`` family is decided on the whole column in :meth:`finish` (§1.8)."""
 
-    def __init__(self, fmt: TimeFormat, *, dayfirst: bool, coerce_year: int | None, source: str) -> None:
+    def __init__(self, fmt: TimeFormat, *, dayfirst: bool, coerce_year: int | None, source: str,
+                 capacity: int = 0) -> None:
+        """``capacity`` is an estimate of the rows to come: the wall times are written into one
+        array of that size (untouched capacity is never resident), grown when it is exceeded."""
         if fmt.kind == "daymonth" and fmt.format.find("%m") < fmt.format.find("%d"):
             fmt = replace(fmt, format=_swap_day_month(fmt.format))  # keep the day-first spelling
         self._fmt = fmt
@@ -709,7 +883,12 @@ class TimeParser:
                 source=source, coerce_year=coerce_year,
             )
         self._coerce = coerce_year
-        self._blocks: list[dict[str, np.ndarray]] = []
+        self._blocks: list[dict[str, Any]] = []
+        self._capacity = max(int(capacity), 0)
+        self._wall: np.ndarray | None = None  # wall ns of the rows so far (all kinds but daymonth)
+        self._n = 0
+        self._fast = _fast_plan(self._spec, coerce_year)
+        self._fast_blocks = self._slow_blocks = 0  # blocks the fast path took / had to hand on
         self._examples: list[dict] = []
         self._coerced = 0
         # day/month bookkeeping (whole column)
@@ -729,6 +908,16 @@ class TimeParser:
             raise ValueError("texts and lines must have the same length")
         if n == 0:
             return
+        if self._fast is not None:
+            wall = _fast_wall(arr, self._fast)
+            if wall is not None:  # every row parsed, naive: what the exact path gives for this block
+                self._fast_blocks += 1
+                self._append_wall(wall)
+                self._blocks.append({"size": n, "ok": None, "aware": None})
+                return
+            self._slow_blocks += 1
+            if self._slow_blocks > 2 and 4 * self._slow_blocks > self._fast_blocks:
+                self._fast = None  # most blocks need the exact path: stop trying (speed only)
         spec = self._spec
         tok = self._fallback(arr) if spec.regex is None else _tokenize(n, _layout(arr), spec)
         ok = _valid_rows(tok, n)
@@ -814,11 +1003,19 @@ class TimeParser:
                         self._raise_feb29(int(lines[feb29[0]]))
                 year = self._coerce_rows(year, ok)
             wall = _to_ns(year, month, day, tod, off, ok)
-        self._blocks.append({
-            "wall": wall,
-            "ok": ok,
-            "aware": aware if aware is not None else np.zeros(n, dtype=bool),
-        })
+        self._append_wall(wall)
+        self._blocks.append({"size": n, "ok": ok, "aware": aware})
+
+    def _append_wall(self, wall: np.ndarray) -> None:
+        m = len(wall)
+        if self._wall is None or self._n + m > self._wall.size:
+            size = max(self._n + m, self._capacity, 2 * (self._wall.size if self._wall is not None else 0))
+            grown = empty_column(size, np.int64)
+            if self._wall is not None:
+                grown[: self._n] = self._wall[: self._n]
+            self._wall = grown
+        self._wall[self._n : self._n + m] = wall
+        self._n += m
 
     def _add_daymonth(self, tok: dict[str, np.ndarray], ok: np.ndarray, lines: np.ndarray,
                       arr: pa.Array) -> None:
@@ -878,12 +1075,14 @@ class TimeParser:
             aware = np.zeros(len(ok), dtype=bool)
             if not dayfirst:
                 fmt = _swap_day_month(fmt)
-        elif self._blocks:
-            wall, ok, aware = (_cat([b[k] for b in self._blocks]) for k in ("wall", "ok", "aware"))
-            aware = aware & ok
+        elif self._blocks and self._wall is not None:
+            wall = self._wall[: self._n]
+            ok = _cat_flags(self._blocks, "ok", True)
+            aware = _cat_flags(self._blocks, "aware", False) & ok
         else:
             wall, ok, aware = np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool)
         self._blocks = []
+        self._wall, self._n = None, 0
         return ParsedTimes(
             wall_ns=wall,
             aware=aware,
@@ -984,7 +1183,8 @@ def localize(
         raise ValueError(f"unknown nonexistent policy {nonexistent!r}")
     wall = np.asarray(wall_ns, dtype=np.int64)
     aware = np.asarray(aware, dtype=bool)
-    lines = np.asarray(lines, dtype=np.int64)
+    if not getattr(lines, "lazy_line_numbers", False):  # else indexed like an array (examples only)
+        lines = np.asarray(lines, dtype=np.int64)
     n = len(wall)
     utc = wall.copy()
     keep = np.ones(n, dtype=bool)
