@@ -12,7 +12,7 @@ from tasks.stage import StageOutput
 
 def stage_details(stage: str, report: dict[str, Any]) -> dict[str, Any]:
     """The few stage-specific figures a summary shows: the grid of a resample, flagged and filled
-    counts per step and channel of a clean."""
+    counts per step and channel of a clean, samples per split and drops by reason of a dataset."""
     if stage == "resample":
         keys = ("grid_start", "grid_end", "grid_points", "step_minutes")
         return {k: report[k] for k in keys if k in report}
@@ -35,6 +35,17 @@ def stage_details(stage: str, report: dict[str, Any]) -> dict[str, Any]:
             "equation": fit.get("equation"), "r2": fit.get("r2"), "n_matched": fit.get("n_matched"),
             "n_inside": fit.get("n_inside"), "n_outside": fit.get("n_outside"),
             "filtered_values": fit.get("filtered_values"), "plot_uri": report.get("plot_uri"),
+        }
+    if stage == "dataset":
+        return {
+            "name": report.get("name"), "samples": report.get("samples", {}),
+            "references_total": report.get("references_total"), "samples_dropped": report.get("samples_dropped"),
+            "dropped_by_reason": report.get("dropped_by_reason", {}), "n_in": report.get("n_in"),
+            "n_out": report.get("n_out"), "x_shape": report.get("x_shape"), "y_shape": report.get("y_shape"),
+            "features": {"inputs": len(report.get("input_channels", [])),
+                         "calendar": len(report.get("calendar_features", [])),
+                         "outputs": len(report.get("output_features", []))},
+            "npz_uri": report.get("npz_uri"), "scalers_uri": report.get("scalers_uri"),
         }
     if stage == "align":
         keys = ("grid_start", "grid_end", "grid_points", "step_minutes")

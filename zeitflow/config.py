@@ -21,14 +21,17 @@ from zeitflow.options.align import AlignOptions
 from zeitflow.options.base import Options, check_range, param_error, to_parameter_error
 from zeitflow.options.clean import CleanOptions, ThresholdAnswer
 from zeitflow.options.cloud import CloudInterpolateOptions, CloudOptions
+from zeitflow.options.features import TimeFeatureOptions
 from zeitflow.options.load import LoadOptions
 from zeitflow.options.resample import ColumnMethod, ResampleOptions
+from zeitflow.options.scaling import ScalingOptions, SplitOptions
+from zeitflow.options.windows import WindowOptions
 from zeitflow.stages.clean import check_grid_step
 
 __all__ = [
     "AlignOptions", "CleanOptions", "CloudConfig", "CloudInterpolateOptions", "CloudOptions", "ColumnMethod",
-    "GateOptions", "LoadOptions", "PipelineConfig", "ResampleOptions", "SourceConfig",
-    "StorageConfig", "ThresholdAnswer",
+    "DatasetConfig", "GateOptions", "LoadOptions", "PipelineConfig", "ResampleOptions", "ScalingOptions",
+    "SourceConfig", "SplitOptions", "StorageConfig", "ThresholdAnswer", "TimeFeatureOptions", "WindowOptions",
     "apply_overrides", "load_config", "parse_config",
 ]
 
@@ -127,6 +130,44 @@ class CloudConfig(Options):
         return self
 
 
+class DatasetConfig(Options):
+    """The dataset stage of a project (stages.md §6-§8): windows over the last frame (cloud, else aligned,
+    else the single source's last output), then split and scalers. The input channels are the keys of
+    ``windows.inputs_spec`` and the output channels those of ``windows.outputs_spec`` (a ``null`` spec
+    takes the role's default horizon)."""
+
+    name: str = "dataset"
+    windows: WindowOptions
+    split: SplitOptions = Field(default_factory=SplitOptions)
+    scaling: ScalingOptions = Field(default_factory=ScalingOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name("name", value)
+
+    @model_validator(mode="after")
+    def _channels(self) -> DatasetConfig:
+        for key, role in (("inputs_spec", "input"), ("outputs_spec", "output")):
+            if not getattr(self.windows, key):
+                raise param_error(
+                    "MISSING_PARAMETER",
+                    f"windows.{key} must name at least one {role} channel (a mapping of channel name to its "
+                    "window spec; null takes the default horizon)",
+                )
+        return self
+
+    @property
+    def input_channels(self) -> list[str]:
+        """The input channels, in window order."""
+        return list(self.windows.inputs_spec)
+
+    @property
+    def output_channels(self) -> list[str]:
+        """The output channels, in window order."""
+        return list(self.windows.outputs_spec)
+
+
 class StorageConfig(Options):
     """Where outputs and metadata go; unset fields fall back to ``zeitflow.settings``."""
 
@@ -142,6 +183,7 @@ class PipelineConfig(Options):
     sources: list[SourceConfig]
     align: AlignOptions | None = None
     cloud: CloudConfig | None = None
+    dataset: DatasetConfig | None = None
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("project")
@@ -160,6 +202,12 @@ class PipelineConfig(Options):
         if self.cloud is not None and self.align is None:
             raise param_error("MISSING_PARAMETER",
                               "cloud works on the aligned frame: add an align section (step_minutes, ...)")
+        if self.dataset is not None and self.align is None and len(self.sources) > 1:
+            raise param_error(
+                "MISSING_PARAMETER",
+                f"dataset works on one frame, but there are {len(self.sources)} sources: add an align section "
+                "(step_minutes, ...) or keep a single source",
+            )
         return self
 
     def resolve_paths(self, base: Path) -> PipelineConfig:

@@ -772,6 +772,67 @@ class MetadataStore:
         with self._transaction("READ_FAILED", "counting stage outputs") as connection:
             return int(connection.execute(query).scalar_one())
 
+    # ---- datasets -------------------------------------------------------------------------
+
+    def record_dataset(
+        self,
+        run_id: str,
+        name: str,
+        input_channels: Sequence[str],
+        output_channels: Sequence[str],
+        n_in: int,
+        n_out: int,
+        stride_minutes: float,
+        offset_minutes: float,
+        window_options: Mapping[str, Any] | BaseModel,
+        time_feature_options: Mapping[str, Any] | BaseModel | None,
+        n_samples: int,
+        n_train: int,
+        n_val: int,
+        n_test: int,
+        reference_start: dt.datetime | str | None,
+        reference_end: dt.datetime | str | None,
+        source_output_ids: Sequence[str | None] = (),
+        uri: str | None = None,
+        sha256: str | None = None,
+    ) -> str:
+        """Register a windowed dataset built in a run (stages.md §13).
+
+        An upsert on the natural key (``run_id``, ``name``): recording the same dataset name again in
+        one run updates the row. ``reference_start``/``reference_end`` may be datetimes (naive means
+        UTC), pandas Timestamps or ISO 8601 text. Returns the row id.
+        """
+        table = Dataset.__table__
+        values = {
+            "id": new_id(), "run_id": run_id, "name": name, "input_channels": list(input_channels),
+            "output_channels": list(output_channels), "n_in": int(n_in), "n_out": int(n_out),
+            "stride_minutes": float(stride_minutes), "offset_minutes": float(offset_minutes),
+            "window_options": _jsonable(window_options), "time_feature_options": _jsonable(time_feature_options),
+            "n_samples": int(n_samples), "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test),
+            "reference_start": _as_datetime(reference_start), "reference_end": _as_datetime(reference_end),
+            "source_output_ids": list(source_output_ids), "uri": uri, "sha256": sha256, "created_at": _utcnow(),
+        }
+        keep = {"id", "created_at", "run_id", "name"}
+        statement = self._insert(table).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.run_id, table.c.name],
+            set_={k: statement.excluded[k] for k in values if k not in keep},
+        ).returning(table.c.id)
+        with self._transaction("WRITE_FAILED", "recording a dataset") as connection:
+            return connection.execute(statement).scalar_one()
+
+    def count_datasets(self, **filters: Any) -> int:
+        """Number of datasets whose columns equal every given filter (e.g. ``run_id=``, ``name=``, ``uri=``)."""
+        table = Dataset.__table__
+        unknown = sorted(set(filters) - set(table.c.keys()))
+        if unknown:
+            raise ValueError(f"unknown datasets column(s): {unknown}")
+        query = select(func.count()).select_from(table)
+        for column, value in filters.items():
+            query = query.where(table.c[column] == value)
+        with self._transaction("READ_FAILED", "counting datasets") as connection:
+            return int(connection.execute(query).scalar_one())
+
     def get_channel_stats(self, output_id: str) -> list[dict[str, Any]]:
         """The channel statistics of a stage output (in the output's column order)."""
         outputs = StageOutput.__table__
