@@ -48,6 +48,27 @@ def _fail(exc: BaseException, as_json: bool) -> None:
     raise typer.Exit(code)
 
 
+def _details_line(stage: str, details: dict[str, Any]) -> str:
+    """One readable line of the stage-specific figures (the JSON summary has them all)."""
+    if stage == "clean":
+        flagged = ", ".join(f"{k}={v}" for k, v in details.get("flagged_by_step", {}).items()) or "none"
+        return (f"flagged by step: {flagged}; removed {details.get('values_removed_total', 0)}, "
+                f"filled {details.get('values_filled_total', 0)}")
+    if stage == "cloud":
+        r2 = details.get("r2")
+        r2_text = f"{r2:.4f}" if isinstance(r2, float) else "n/a"
+        return (f"{details.get('target')} on {details.get('predictor')}: {details.get('equation')}, "
+                f"R2={r2_text}, inside {details.get('n_inside')}, outside {details.get('n_outside')}")
+    if stage == "dataset":
+        samples = details.get("samples", {})
+        dropped = {k: v for k, v in details.get("dropped_by_reason", {}).items() if v}
+        return (f"samples train/val/test {samples.get('train')}/{samples.get('val')}/{samples.get('test')}, "
+                f"X {details.get('x_shape')}, Y {details.get('y_shape')}, dropped {dropped or 'none'}")
+    if stage in {"resample", "align"}:
+        return f"grid {details.get('grid_start')} .. {details.get('grid_end')}, step {details.get('step_minutes')} min"
+    return ""
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     typer.echo(f"project {summary['project']}  run {summary['run_id']}  status {summary['status']}")
     for stage in summary["stages"]:
@@ -57,7 +78,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"  {stage['stage']:<8} {stage['output']:<24} rows {stage['rows_in']} -> {stage['rows_out']}"
             f"  dropped: {dropped}  {stage['first_utc']} .. {stage['last_utc']}{reused}"
         )
-        typer.echo(f"           channels: {', '.join(stage['columns'])}")
+        columns = stage["columns"]
+        more = f" (+{len(columns) - 8} more)" if len(columns) > 8 else ""
+        typer.echo(f"           channels: {', '.join(columns[:8])}{more}")
+        line = _details_line(stage["stage"], stage.get("details") or {})
+        if line:
+            typer.echo(f"           {line}")
         typer.echo(f"           -> {stage['uri']}")
     typer.echo(f"outputs under {summary['storage_root']}; metadata in {summary['metadata_url']}")
 
