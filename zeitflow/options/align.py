@@ -28,10 +28,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails
 
 from zeitflow.options.base import Options, check_choice, param_error
-from zeitflow.options.clean import _rename
+from zeitflow.options.common import as_minutes, as_utc, check_decimals, iso_z, recode_missing, rename_aliases
 from zeitflow.options.resample import (
     DEFAULT_MAX_GAP_MINUTES,
     MAX_GAP_MAX_MINUTES,
@@ -39,10 +38,6 @@ from zeitflow.options.resample import (
     STEP_MIN_NS,
     ColumnMethod,
     ResolvedMethod,
-    _as_utc,
-    _check_decimals,
-    _check_float,
-    _z,
     normalise_method,
 )
 from zeitflow.stages.grid import MAX_GRID_POINTS, NS_PER_MINUTE, GridRule, minutes_to_ns, to_ns
@@ -102,7 +97,7 @@ class AlignOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _ALIASES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _ALIASES, set(cls.model_fields))
 
     @model_validator(mode="wrap")
     @classmethod
@@ -110,7 +105,7 @@ class AlignOptions(Options):
         try:
             return handler(data)
         except ValidationError as exc:
-            raise _recode_missing(exc) from None
+            raise recode_missing(exc, {"step_minutes": _STEP_HINT}) from None
 
     # -- single fields -------------------------------------------------------------------------
 
@@ -121,7 +116,7 @@ class AlignOptions(Options):
             if info.field_name == "step_minutes":
                 raise param_error("MISSING_PARAMETER", _STEP_HINT)
             return 0.0 if info.field_name == "offset_minutes" else DEFAULT_MAX_GAP_MINUTES
-        return _check_float(info.field_name, value)
+        return as_minutes(info.field_name, value)
 
     @field_validator("step_minutes")
     @classmethod
@@ -149,7 +144,7 @@ class AlignOptions(Options):
     @field_validator("anchor", "start", "end")
     @classmethod
     def _instants(cls, value: datetime | None, info: Any) -> datetime | None:
-        return _as_utc(info.field_name, value)
+        return as_utc(info.field_name, value)
 
     @field_validator("range_mode", mode="before")
     @classmethod
@@ -171,7 +166,7 @@ class AlignOptions(Options):
     @field_validator("decimals", mode="before")
     @classmethod
     def _decimals(cls, value: Any) -> Any:
-        return _check_decimals(value)
+        return check_decimals(value)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -195,20 +190,21 @@ class AlignOptions(Options):
         if self.anchor is not None and minutes_to_ns(self.offset_minutes) != 0:
             raise param_error(
                 "MUTUALLY_EXCLUSIVE",
-                f"anchor={_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
+                f"anchor={iso_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
                 "the anchor fixes the phase of the grid",
             )
         if self.start is not None and self.end is not None:
             if self.start > self.end:
                 raise param_error(
                     "PARAM_COMPARISON_FAILED",
-                    f"start={_z(self.start)} must not be after end={_z(self.end)} (predecessor: startTime, endTime)",
+                    f"start={iso_z(self.start)} must not be after end={iso_z(self.end)} "
+                    "(predecessor: startTime, endTime)",
                 )
             points = self.grid_rule().count(to_ns(self.start), to_ns(self.end))
             if points > MAX_GRID_POINTS:
                 raise param_error(
                     "PARAM_COMPARISON_FAILED",
-                    f"start={_z(self.start)} to end={_z(self.end)} with step_minutes={self.step_minutes!r} spans "
+                    f"start={iso_z(self.start)} to end={iso_z(self.end)} with step_minutes={self.step_minutes!r} spans "
                     f"{points:,} grid points; at most {MAX_GRID_POINTS:,} are allowed: use a larger step_minutes "
                     "or a narrower start/end",
                 )
@@ -240,16 +236,3 @@ class AlignOptions(Options):
             resolved = entry.resolve(resolved.method, resolved.max_gap_minutes, resolved.decimals)
         return resolved
 
-
-def _recode_missing(exc: ValidationError) -> ValidationError:
-    """The same errors, with pydantic's ``missing`` for ``step_minutes`` recoded as MISSING_PARAMETER;
-    every error keeps its type and message."""
-    line_errors: list[InitErrorDetails] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        if err["type"] == "missing" and loc == ("step_minutes",):
-            error = param_error("MISSING_PARAMETER", _STEP_HINT)
-        else:
-            error = param_error(err["type"], err["msg"])
-        line_errors.append({"type": error, "loc": loc, "input": err.get("input")})
-    return ValidationError.from_exception_data(exc.title, line_errors)

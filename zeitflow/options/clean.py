@@ -14,13 +14,13 @@ any data is read with ``zeitflow.stages.clean.check_grid_step(options, step_minu
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import field_validator, model_validator
 
 from zeitflow.options.base import Options, check_choice, check_range, param_error
+from zeitflow.options.common import as_bool, as_decimals, as_int, rename_aliases
 
 __all__ = [
     "PHASES", "RULE_SETS", "CleanOptions", "LstmCleanOptions", "StlOptions", "ThresholdAnswer",
@@ -28,9 +28,6 @@ __all__ = [
 
 RULE_SETS = ("classic", "anomaly")
 PHASES = ("stl", "lstm")
-
-_TRUE = frozenset({"ja", "yes", "true"})
-_FALSE = frozenset({"nein", "no", "false"})
 
 # Predecessor parameter names (§3.3 and §14) -> Zeitflow names.
 _CLEAN_ALIASES = MappingProxyType({
@@ -58,30 +55,6 @@ _OFF_HINT = "; use None (not 0) to switch the step off"
 # ------------------------------------------------------------------------------------------------
 
 
-def _as_bool(value: Any) -> Any:
-    """'ja'/'nein' (and yes/no, true/false in any case) -> bool; other values go to pydantic."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    return value
-
-
-def _as_int(name: str, value: Any) -> Any:
-    """Reject booleans and non-integral numbers with PARAM_NOT_INTEGER / PARAM_NOT_FINITE."""
-    if isinstance(value, bool):
-        raise param_error("PARAM_NOT_INTEGER", f"{name}={value!r} is not an integer")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise param_error("PARAM_NOT_FINITE", f"{name}={value} is not finite")
-        if not value.is_integer():
-            raise param_error("PARAM_NOT_INTEGER", f"{name}={value!r} is not an integer")
-        return int(value)
-    return value
-
-
 def _finite(name: str, value: float | None) -> None:
     if value is not None and not math.isfinite(value):
         raise param_error("PARAM_NOT_FINITE", f"{name}={value} is not finite")
@@ -101,32 +74,9 @@ def _non_negative(name: str, value: float | None) -> None:
     check_range(name, value, 0, math.inf, low_text="0")
 
 
-def _rename(cls_name: str, data: Any, aliases: Mapping[str, str], known: set[str]) -> Any:
-    """Map predecessor names onto field names, then reject unknown keys (UNKNOWN_PARAMETER)."""
-    if not isinstance(data, dict):
-        return data
-    out: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for key, value in data.items():
-        target = aliases.get(key, key) if isinstance(key, str) else key
-        if target in out:
-            raise param_error(
-                "MUTUALLY_EXCLUSIVE", f"{origin[target]!r} and {key!r} both set {target}; give only one of them"
-            )
-        out[target] = value
-        origin[target] = key
-    unknown = [k for k in out if k not in known]
-    if unknown:
-        raise param_error(
-            "UNKNOWN_PARAMETER", f"unknown parameter {origin.get(unknown[0], unknown[0])!r} for {cls_name}; "
-                                 f"known: {sorted(known)}",
-        )
-    return out
-
-
 def _phase_options(value: Any) -> Any:
     """``false``/'nein' switch an optional phase off (None); ``true``/'ja' use its defaults."""
-    value = _as_bool(value)
+    value = as_bool(value)
     if value is False:
         return None
     if value is True:
@@ -150,12 +100,12 @@ class StlOptions(Options):
     @field_validator("seasonal", mode="before")
     @classmethod
     def _seasonal_int(cls, value: Any) -> Any:
-        return _as_int("seasonal", value)
+        return as_int("seasonal", value)
 
     @field_validator("robust", mode="before")
     @classmethod
     def _robust(cls, value: Any) -> Any:
-        return _as_bool(value)
+        return as_bool(value)
 
     @field_validator("period_hours")
     @classmethod
@@ -192,12 +142,12 @@ class LstmCleanOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _LSTM_ALIASES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _LSTM_ALIASES, set(cls.model_fields))
 
     @field_validator("units", "epochs", "batch_size", mode="before")
     @classmethod
     def _integers(cls, value: Any, info: Any) -> Any:
-        return _as_int(f"lstm.{info.field_name}", value)
+        return as_int(f"lstm.{info.field_name}", value)
 
     @field_validator("period_hours")
     @classmethod
@@ -259,7 +209,7 @@ class CleanOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _CLEAN_ALIASES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _CLEAN_ALIASES, set(cls.model_fields))
 
     @field_validator("rule_set")
     @classmethod
@@ -285,20 +235,18 @@ class CleanOptions(Options):
     @field_validator("drop_zeros", mode="before")
     @classmethod
     def _drop_zeros(cls, value: Any) -> Any:
-        value = _as_bool(value)
+        value = as_bool(value)
         return False if value is None else value
 
     @field_validator("decimals", mode="before")
     @classmethod
     def _decimals_in(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() == "full":
-            return None
-        return _as_int("decimals", value)
+        return as_decimals(value)
 
     @field_validator("sbad_max_iterations", "seed", mode="before")
     @classmethod
     def _integers(cls, value: Any, info: Any) -> Any:
-        return _as_int(info.field_name, value)
+        return as_int(info.field_name, value)
 
     @field_validator("stl", "lstm", mode="before")
     @classmethod

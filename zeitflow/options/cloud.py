@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
 from pydantic import field_validator, model_validator
 
 from zeitflow.options.base import Options, check_choice, check_range, param_error
+from zeitflow.options.common import as_bool, as_decimals, as_float, as_int, as_utc, iso_z, rename_aliases
 from zeitflow.stages.grid import NS_PER_MINUTE, GridRule, minutes_to_ns
 
 __all__ = [
@@ -60,36 +61,11 @@ _PREDECESSOR: Final = MappingProxyType({
     "regression": "REG", "tolerance": "TR", "tol_constant": "TOL_CNT", "tol_relative": "TOL_DEP",
     "max_gap_minutes": "max_time_span", "step_minutes": "tss", "decimals": "decimalPrecision",
 })
-_TRUE: Final = frozenset({"ja", "yes", "true"})
-_FALSE: Final = frozenset({"nein", "no", "false"})
 
 
 # ------------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------------
-
-
-def _rename(cls_name: str, data: Any, aliases: Mapping[str, str], known: set[str]) -> Any:
-    """Map predecessor names onto field names, then reject unknown keys (UNKNOWN_PARAMETER)."""
-    if not isinstance(data, dict):
-        return data
-    out: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for key, value in data.items():
-        target = aliases.get(key, key) if isinstance(key, str) else key
-        if target in out:
-            raise param_error(
-                "MUTUALLY_EXCLUSIVE", f"{origin[target]!r} and {key!r} both set {target}; give only one of them"
-            )
-        out[target] = value
-        origin[target] = key
-    unknown = [k for k in out if k not in known]
-    if unknown:
-        raise param_error(
-            "UNKNOWN_PARAMETER",
-            f"unknown parameter {origin.get(unknown[0], unknown[0])!r} for {cls_name}; known: {sorted(known)}",
-        )
-    return out
 
 
 def _suffix(name: str) -> str:
@@ -110,37 +86,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...], aliases: Mapping[st
 
 def _as_bool(name: str, value: Any) -> Any:
     """'ja'/'nein' (yes/no, true/false in any case) → bool; None → the default."""
-    if value is None:
-        return _DEFAULTS[name]
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    return value
-
-
-def _as_float(name: str, value: Any) -> Any:
-    """Reject booleans (pydantic reads True as 1.0) and non-finite floats (PARAM_NOT_FINITE)."""
-    if isinstance(value, bool):
-        raise param_error("float_type", f"{name}={value!r} is not a number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise param_error("PARAM_NOT_FINITE", f"{name}={value} is not finite")
-    return value
-
-
-def _as_int(name: str, value: Any) -> Any:
-    """Reject booleans and non-integral numbers with PARAM_NOT_INTEGER / PARAM_NOT_FINITE."""
-    if isinstance(value, bool):
-        raise param_error("PARAM_NOT_INTEGER", f"{name}={value!r} is not an integer")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise param_error("PARAM_NOT_FINITE", f"{name}={value} is not finite")
-        if not value.is_integer():
-            raise param_error("PARAM_NOT_INTEGER", f"{name}={value!r} is not an integer")
-        return int(value)
-    return value
+    return _DEFAULTS[name] if value is None else as_bool(value)
 
 
 def _minutes_in(name: str, value: float, low_ns: int, high_ns: int, low_text: str, high_text: str) -> float:
@@ -152,10 +98,6 @@ def _minutes_in(name: str, value: float, low_ns: int, high_ns: int, low_text: st
             f"{name}={value!r} is out of range: allowed {low_text} <= {name} <= {high_text}{_suffix(name)}",
         )
     return value
-
-
-def _z(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,7 +121,7 @@ class CloudOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _CLOUD_NAMES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _CLOUD_NAMES, set(cls.model_fields))
 
     @field_validator("regression", mode="before")
     @classmethod
@@ -196,7 +138,7 @@ class CloudOptions(Options):
     def _floats_in(cls, value: Any, info: Any) -> Any:
         if value is None:
             return _DEFAULTS.get(info.field_name)  # tol_constant: None is its default
-        return _as_float(info.field_name, value)
+        return as_float(info.field_name, value)
 
     @field_validator("tol_constant")
     @classmethod
@@ -215,7 +157,7 @@ class CloudOptions(Options):
     def _integers_in(cls, value: Any, info: Any) -> Any:
         if value is None:
             return _DEFAULTS[info.field_name]
-        return _as_int(info.field_name, value)
+        return as_int(info.field_name, value)
 
     @field_validator("min_points")
     @classmethod
@@ -266,14 +208,14 @@ class CloudInterpolateOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _INTERPOLATE_NAMES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _INTERPOLATE_NAMES, set(cls.model_fields))
 
     @field_validator("max_gap_minutes", "offset_minutes", "step_minutes", mode="before")
     @classmethod
     def _floats_in(cls, value: Any, info: Any) -> Any:
         if value is None:
             return _DEFAULTS.get(info.field_name)  # step_minutes: None means no grid
-        return _as_float(info.field_name, value)
+        return as_float(info.field_name, value)
 
     @field_validator("max_gap_minutes")
     @classmethod
@@ -297,15 +239,7 @@ class CloudInterpolateOptions(Options):
     @field_validator("anchor")
     @classmethod
     def _anchor(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise param_error(
-                "PARAM_NOT_TZ_AWARE",
-                f"anchor={value.isoformat()} has no time zone: give an offset or 'Z', e.g. {value.isoformat()}Z",
-            )
-        utc = value.astimezone(UTC)
-        return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC)
+        return as_utc("anchor", value)
 
     @field_validator("columns")
     @classmethod
@@ -330,9 +264,7 @@ class CloudInterpolateOptions(Options):
     @field_validator("decimals", mode="before")
     @classmethod
     def _decimals_in(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() == "full":
-            return None
-        return _as_int("decimals", value)
+        return as_decimals(value)
 
     @field_validator("decimals")
     @classmethod
@@ -345,7 +277,7 @@ class CloudInterpolateOptions(Options):
         if self.anchor is not None and minutes_to_ns(self.offset_minutes) != 0:
             raise param_error(
                 "MUTUALLY_EXCLUSIVE",
-                f"anchor={_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
+                f"anchor={iso_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
                 "the anchor fixes the phase of the grid",
             )
         if self.step_minutes is None:

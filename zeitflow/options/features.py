@@ -22,7 +22,6 @@ Hours are compared on integer nanoseconds (§0.5). ``holiday_country`` is an ISO
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,6 +30,7 @@ import holidays
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from zeitflow.options.base import Options, param_error
+from zeitflow.options.common import as_bool, as_float, rename_aliases
 
 __all__ = [
     "COMPONENTS", "MODES", "MODE_ALIASES", "ComponentOptions", "DayOptions", "HolidayOptions", "MonthOptions",
@@ -48,8 +48,6 @@ _HORIZON_LIMIT_NS: Final = HORIZON_LIMIT_HOURS * NS_PER_HOUR
 _NOT_IANA: Final = frozenset({"localtime", "posixrules"})
 _NOT_IANA_PREFIXES: Final = ("posix/", "right/")
 
-_TRUE: Final = frozenset({"ja", "yes", "true"})
-_FALSE: Final = frozenset({"nein", "no", "false"})
 
 _COMPONENT_NAMES: Final = MappingProxyType({
     "datenform": "mode",
@@ -80,49 +78,6 @@ def _suffix(name: str) -> str:
     return f" (predecessor: {_PREDECESSOR[name]})" if name in _PREDECESSOR else ""
 
 
-def _rename(cls_name: str, data: Any, aliases: Mapping[str, str], known: set[str]) -> Any:
-    """Map predecessor names onto field names, then reject unknown keys (UNKNOWN_PARAMETER)."""
-    if not isinstance(data, dict):
-        return data
-    out: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for key, value in data.items():
-        target = aliases.get(key, key) if isinstance(key, str) else key
-        if target in out:
-            raise param_error(
-                "MUTUALLY_EXCLUSIVE", f"{origin[target]!r} and {key!r} both set {target}; give only one of them"
-            )
-        out[target] = value
-        origin[target] = key
-    unknown = [k for k in out if k not in known]
-    if unknown:
-        raise param_error(
-            "UNKNOWN_PARAMETER",
-            f"unknown parameter {origin.get(unknown[0], unknown[0])!r} for {cls_name}; known: {sorted(known)}",
-        )
-    return out
-
-
-def _as_bool(value: Any) -> Any:
-    """'ja'/'nein' (yes/no, true/false in any case) → bool; other values go to pydantic."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    return value
-
-
-def _as_float(name: str, value: Any) -> Any:
-    """Reject booleans (pydantic reads True as 1.0) and non-finite floats (PARAM_NOT_FINITE)."""
-    if isinstance(value, bool):
-        raise param_error("float_type", f"{name}={value!r} is not a number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise param_error("PARAM_NOT_FINITE", f"{name}={value} is not finite")
-    return value
-
-
 # ------------------------------------------------------------------------------------------------
 # Components
 # ------------------------------------------------------------------------------------------------
@@ -149,14 +104,14 @@ class ComponentOptions(Options):
         aliases = dict(_COMPONENT_NAMES)
         if cls.predecessor:
             aliases[cls.predecessor] = "enabled"
-        return _rename(cls.__name__, data, aliases, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, aliases, set(cls.model_fields))
 
     @field_validator("enabled", "local_time", "scale", mode="before")
     @classmethod
     def _booleans(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return cls.model_fields[info.field_name].default
-        return _as_bool(value)
+        return as_bool(value)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -178,7 +133,7 @@ class ComponentOptions(Options):
     def _floats(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return cls.model_fields[info.field_name].default
-        return _as_float(f"{cls.component}.{info.field_name}", value)
+        return as_float(f"{cls.component}.{info.field_name}", value)
 
     @field_validator("horizon_start_hours", "horizon_end_hours", "range_min", "range_max")
     @classmethod
@@ -300,7 +255,7 @@ class TimeFeatureOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _GLOBAL_NAMES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _GLOBAL_NAMES, set(cls.model_fields))
 
     @field_validator(*COMPONENTS, mode="before")
     @classmethod
@@ -310,7 +265,7 @@ class TimeFeatureOptions(Options):
     @field_validator("holiday_exclude_sundays", mode="before")
     @classmethod
     def _exclude_sundays(cls, value: Any) -> Any:
-        return False if value is None else _as_bool(value)
+        return False if value is None else as_bool(value)
 
     @field_validator("timezone", mode="before")
     @classmethod

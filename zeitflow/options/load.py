@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from zeitflow.options.base import Options, check_choice, check_range, param_error
+from zeitflow.options.common import as_int
 
 DEFAULT_NA_VALUES: tuple[str, ...] = ("", "nan", "NaN", "NA", "N/A", "n/a", "null", "NULL", "None", "-", "#N/A")
 DELIMITERS = ("auto", ",", ";", "\t")
@@ -44,19 +45,6 @@ def _as_bool(name: str, value: Any) -> Any:
     return value
 
 
-def _as_int(name: str, value: Any) -> Any:
-    """Reject booleans and non-integral numbers with PARAM_NOT_INTEGER / PARAM_NOT_FINITE."""
-    if isinstance(value, bool):
-        raise param_error("PARAM_NOT_INTEGER", f"{name}={value!r} is not an integer")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise param_error("PARAM_NOT_FINITE", f"{name}={value} is not finite")
-        if not value.is_integer():
-            raise param_error("PARAM_NOT_INTEGER", f"{name}={value!r} is not an integer")
-        return int(value)
-    return value
-
-
 def _check_ref(name: str, value: Any) -> Any:
     """A column reference: a non-empty name or a position >= 0."""
     if value is None:
@@ -64,7 +52,7 @@ def _check_ref(name: str, value: Any) -> Any:
     if isinstance(value, bool):
         raise param_error("PARAM_NOT_INTEGER", f"{name}={value!r} is not a column name or 0-based position")
     if isinstance(value, float):
-        value = _as_int(name, value)
+        value = as_int(name, value)
     if isinstance(value, int):
         check_range(name, value, 0, math.inf, low_text="0")
         return value
@@ -150,7 +138,7 @@ class LoadOptions(Options):
     @field_validator("skip_rows", "chunk_rows", "coerce_year", mode="before")
     @classmethod
     def _integers(cls, value: Any, info: Any) -> Any:
-        return _as_int(info.field_name, value)
+        return as_int(info.field_name, value)
 
     @field_validator("skip_rows")
     @classmethod

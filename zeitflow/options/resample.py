@@ -15,7 +15,7 @@ aligned points in [start, end]; if that already exceeds the limit, validation fa
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic import (
@@ -27,9 +27,9 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import InitErrorDetails
 
 from zeitflow.options.base import Options, check_choice, check_range, param_error
+from zeitflow.options.common import as_minutes, as_utc, check_decimals, iso_z, recode_missing
 from zeitflow.stages.grid import MAX_GRID_POINTS, NS_PER_MINUTE, GridRule, minutes_to_ns, to_ns
 
 __all__ = [
@@ -50,7 +50,6 @@ STEP_MIN_NS: Final = 1_000_000_000  # 1/60 minute
 STEP_MAX_NS: Final = 1440 * NS_PER_MINUTE
 MAX_GAP_MAX_MINUTES: Final = 525_600
 DEFAULT_MAX_GAP_MINUTES: Final = 60.0
-DECIMALS_MAX: Final = 15
 
 _PREDECESSOR: Final = {
     "step_minutes": "tss", "offset_minutes": "offset", "anchor": "anchorTime", "method": "mode",
@@ -78,32 +77,6 @@ def normalise_method(name: str, value: Any, *, required: bool) -> Any:
     return text
 
 
-def _check_float(name: str, value: Any) -> Any:
-    """Reject booleans (pydantic would read True as 1.0) and non-finite floats."""
-    if isinstance(value, bool):
-        raise param_error("float_type", f"{name}={value!r} is not a number of minutes")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise param_error("PARAM_NOT_FINITE", f"{name}={value} is not finite")
-    return value
-
-
-def _check_decimals(value: Any) -> Any:
-    """``'full'`` means full precision (None, §0.9); otherwise an integer 0–15."""
-    if isinstance(value, str) and value.strip().lower() == "full":
-        return None
-    if isinstance(value, bool):
-        raise param_error("PARAM_NOT_INTEGER", f"decimals={value!r} is not an integer")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise param_error("PARAM_NOT_FINITE", f"decimals={value} is not finite")
-        if not value.is_integer():
-            raise param_error("PARAM_NOT_INTEGER", f"decimals={value!r} is not an integer")
-        value = int(value)
-    if isinstance(value, int):
-        check_range("decimals", value, 0, DECIMALS_MAX, predecessor="decimalPrecision")
-    return value
-
-
 def _check_max_gap(value: float | None) -> float | None:
     """0 <= max_gap_minutes <= 525,600, compared in integer ns."""
     if value is None:
@@ -116,20 +89,6 @@ def _check_max_gap(value: float | None) -> float | None:
             "(predecessor: intrplMax)",
         )
     return value
-
-
-def _as_utc(name: str, value: datetime | None) -> datetime | None:
-    """Reject naive datetimes (PARAM_NOT_TZ_AWARE); convert aware ones to ``timezone.utc``."""
-    if value is None:
-        return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise param_error(
-            "PARAM_NOT_TZ_AWARE",
-            f"{name}={value.isoformat()} has no time zone: give an offset or 'Z', e.g. {value.isoformat()}Z",
-        )
-    utc = value.astimezone(UTC)
-    return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
-                    tzinfo=UTC)
 
 
 class ColumnMethod(Options):
@@ -152,7 +111,7 @@ class ColumnMethod(Options):
     @field_validator("max_gap_minutes", mode="before")
     @classmethod
     def _max_gap_before(cls, value: Any) -> Any:
-        return _check_float("max_gap_minutes", value)
+        return as_minutes("max_gap_minutes", value)
 
     @field_validator("max_gap_minutes")
     @classmethod
@@ -162,7 +121,7 @@ class ColumnMethod(Options):
     @field_validator("decimals", mode="before")
     @classmethod
     def _decimals(cls, value: Any) -> Any:
-        return _check_decimals(value)
+        return check_decimals(value)
 
     @model_serializer(mode="wrap")
     def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -218,7 +177,7 @@ class ResampleOptions(Options):
         try:
             return handler(data)
         except ValidationError as exc:
-            raise _recode_missing(exc) from None
+            raise recode_missing(exc, _REQUIRED_HINTS) from None
 
     # -- single fields -------------------------------------------------------------------------
 
@@ -229,7 +188,7 @@ class ResampleOptions(Options):
             if info.field_name == "step_minutes":
                 raise param_error("MISSING_PARAMETER", _REQUIRED_HINTS["step_minutes"])
             return 0.0 if info.field_name == "offset_minutes" else DEFAULT_MAX_GAP_MINUTES
-        return _check_float(info.field_name, value)
+        return as_minutes(info.field_name, value)
 
     @field_validator("step_minutes")
     @classmethod
@@ -256,7 +215,7 @@ class ResampleOptions(Options):
     @field_validator("anchor", "start", "end")
     @classmethod
     def _instants(cls, value: datetime | None, info: Any) -> datetime | None:
-        return _as_utc(info.field_name, value)
+        return as_utc(info.field_name, value)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -266,7 +225,7 @@ class ResampleOptions(Options):
     @field_validator("decimals", mode="before")
     @classmethod
     def _decimals(cls, value: Any) -> Any:
-        return _check_decimals(value)
+        return check_decimals(value)
 
     @field_validator("column_methods", mode="before")
     @classmethod
@@ -290,19 +249,19 @@ class ResampleOptions(Options):
         if self.anchor is not None and minutes_to_ns(self.offset_minutes) != 0:
             raise param_error(
                 "MUTUALLY_EXCLUSIVE",
-                f"anchor={_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
+                f"anchor={iso_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
                 "the anchor fixes the phase of the grid",
             )
         if self.start is not None and self.end is not None:
             if self.start > self.end:
                 raise param_error(
-                    "PARAM_COMPARISON_FAILED", f"start={_z(self.start)} must not be after end={_z(self.end)}"
+                    "PARAM_COMPARISON_FAILED", f"start={iso_z(self.start)} must not be after end={iso_z(self.end)}"
                 )
             points = self.grid_rule().count(to_ns(self.start), to_ns(self.end))
             if points > MAX_GRID_POINTS:
                 raise param_error(
                     "PARAM_COMPARISON_FAILED",
-                    f"start={_z(self.start)} to end={_z(self.end)} with step_minutes={self.step_minutes!r} spans "
+                    f"start={iso_z(self.start)} to end={iso_z(self.end)} with step_minutes={self.step_minutes!r} spans "
                     f"{points:,} grid points; at most {MAX_GRID_POINTS:,} are allowed: use a larger step_minutes "
                     "or a narrower start/end",
                 )
@@ -321,20 +280,3 @@ class ResampleOptions(Options):
             return ResolvedMethod(method=self.method, max_gap_minutes=self.max_gap_minutes, decimals=self.decimals)
         return override.resolve(self.method, self.max_gap_minutes, self.decimals)
 
-
-def _z(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def _recode_missing(exc: ValidationError) -> ValidationError:
-    """The same errors, with pydantic's ``missing`` for a top-level required field recoded as
-    MISSING_PARAMETER (§2.3); every error keeps its type and message."""
-    line_errors: list[InitErrorDetails] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        if err["type"] == "missing" and len(loc) == 1 and loc[0] in _REQUIRED_HINTS:
-            error = param_error("MISSING_PARAMETER", _REQUIRED_HINTS[str(loc[0])])
-        else:
-            error = param_error(err["type"], err["msg"])
-        line_errors.append({"type": error, "loc": loc, "input": err.get("input")})
-    return ValidationError.from_exception_data(exc.title, line_errors)

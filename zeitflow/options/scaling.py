@@ -18,7 +18,7 @@ from typing import Any, Final
 from pydantic import field_validator, model_validator
 
 from zeitflow.options.base import Options, check_choice, check_range, param_error
-from zeitflow.options.cloud import _as_bool, _as_float, _as_int, _rename
+from zeitflow.options.common import as_bool, as_float, as_int, rename_aliases
 
 __all__ = ["SCALER_FITS", "ChannelScaling", "ScalingOptions", "SplitOptions", "parse_fraction"]
 
@@ -79,7 +79,7 @@ class SplitOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _SPLIT_NAMES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _SPLIT_NAMES, set(cls.model_fields))
 
     @field_validator("train_fraction", "val_fraction", "test_fraction", mode="before")
     @classmethod
@@ -97,12 +97,12 @@ class SplitOptions(Options):
     @field_validator("shuffle", mode="before")
     @classmethod
     def _shuffle(cls, value: Any) -> Any:
-        return _as_bool("shuffle", value) if value is not None else False
+        return as_bool(value) if value is not None else False
 
     @field_validator("seed", mode="before")
     @classmethod
     def _seed_in(cls, value: Any) -> Any:
-        return 42 if value is None else _as_int("seed", value)
+        return 42 if value is None else as_int("seed", value)
 
     @field_validator("seed")
     @classmethod
@@ -136,17 +136,17 @@ class ChannelScaling(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _SCALE_NAMES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _SCALE_NAMES, set(cls.model_fields))
 
     @field_validator("scale", mode="before")
     @classmethod
     def _scale(cls, value: Any) -> Any:
-        return True if value is None else _as_bool("scale", value)
+        return True if value is None else as_bool(value)
 
     @field_validator("range_min", "range_max", mode="before")
     @classmethod
     def _floats(cls, value: Any, info: Any) -> Any:
-        return _SCALE_DEFAULTS[info.field_name] if value is None else _as_float(info.field_name, value)
+        return _SCALE_DEFAULTS[info.field_name] if value is None else as_float(info.field_name, value)
 
     @model_validator(mode="after")
     def _range(self) -> ChannelScaling:

@@ -25,7 +25,7 @@ from typing import Any, Final
 from pydantic import field_validator, model_validator
 
 from zeitflow.options.base import Options, check_range, param_error
-from zeitflow.options.cloud import _as_bool, _as_float, _as_int, _rename
+from zeitflow.options.common import as_bool, as_float, as_int, rename_aliases
 from zeitflow.stages.grid import NS_PER_MINUTE, minutes_to_ns
 
 __all__ = [
@@ -76,12 +76,12 @@ class ChannelWindowSpec(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _SPEC_NAMES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _SPEC_NAMES, set(cls.model_fields))
 
     @field_validator("horizon_start_hours", "horizon_end_hours", "max_gap_minutes", mode="before")
     @classmethod
     def _floats_in(cls, value: Any, info: Any) -> Any:
-        return None if value is None else _as_float(info.field_name, value)
+        return None if value is None else as_float(info.field_name, value)
 
     @field_validator("horizon_start_hours", "horizon_end_hours")
     @classmethod
@@ -106,7 +106,7 @@ class ChannelWindowSpec(Options):
     @field_validator("average_over_horizon", mode="before")
     @classmethod
     def _average(cls, value: Any) -> Any:
-        return False if value is None else _as_bool("average_over_horizon", value)
+        return False if value is None else as_bool(value)
 
     @model_validator(mode="after")
     def _relations(self) -> ChannelWindowSpec:
@@ -171,12 +171,12 @@ class WindowOptions(Options):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown(cls, data: Any) -> Any:
-        return _rename(cls.__name__, data, _WINDOW_NAMES, set(cls.model_fields))
+        return rename_aliases(cls.__name__, data, _WINDOW_NAMES, set(cls.model_fields))
 
     @field_validator("n_in", "n_out", "chunk_size", mode="before")
     @classmethod
     def _integers_in(cls, value: Any, info: Any) -> Any:
-        return _WINDOW_DEFAULTS[info.field_name] if value is None else _as_int(info.field_name, value)
+        return _WINDOW_DEFAULTS[info.field_name] if value is None else as_int(info.field_name, value)
 
     @field_validator("n_in", "n_out")
     @classmethod
@@ -193,7 +193,7 @@ class WindowOptions(Options):
     @field_validator("stride_minutes", "offset_minutes", mode="before")
     @classmethod
     def _floats_in(cls, value: Any, info: Any) -> Any:
-        return _WINDOW_DEFAULTS[info.field_name] if value is None else _as_float(info.field_name, value)
+        return _WINDOW_DEFAULTS[info.field_name] if value is None else as_float(info.field_name, value)
 
     @field_validator("stride_minutes")
     @classmethod

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from zeitflow.errors import AlignError
 from zeitflow.frame import validate_frame
 from zeitflow.options.align import AlignOptions
-from zeitflow.options.resample import ResolvedMethod, _z
+from zeitflow.options.common import iso_z
+from zeitflow.options.resample import ResolvedMethod
 from zeitflow.reports import ProgressCallback, ProgressEvent, ProgressUnit, StageReport, emit
 from zeitflow.stages.grid import CHUNK_POINTS, NS_PER_MINUTE, GridRange, GridRule, grid_range, iso, to_ns
 from zeitflow.stages.resample import ChannelResampleReport, _value_range, resample_columns
@@ -426,7 +427,7 @@ def _common_range(sources: list[_Source], options: AlignOptions) -> tuple[int, i
     if lo > hi:
         ranges = {s.name: [iso(s.first_ns), iso(s.last_ns)] for s in sources
                   if s.first_ns is not None and s.last_ns is not None}
-        given = {k: _z(v) for k, v in (("start", options.start), ("end", options.end)) if v is not None}
+        given = {k: iso_z(v) for k, v in (("start", options.start), ("end", options.end)) if v is not None}
         bounds = "".join(f", {k}={v}" for k, v in given.items())
         raise AlignError(
             "EMPTY_COMMON_RANGE",
