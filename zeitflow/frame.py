@@ -17,6 +17,20 @@ def _fail(name: str, rule: str, message: str, **details: object) -> FrameError:
     )
 
 
+_SLICE = 1 << 20
+
+
+def _first_not_increasing(ns: np.ndarray) -> int | None:
+    """Position of the first stamp not after its predecessor, checked in slices so that a long
+    index needs no full-length temporary."""
+    for start in range(0, ns.size - 1, _SLICE):
+        stop = min(start + _SLICE, ns.size - 1)
+        bad = np.flatnonzero(ns[start + 1 : stop + 1] <= ns[start:stop])
+        if bad.size:
+            return start + int(bad[0]) + 1
+    return None
+
+
 def validate_frame(frame: pd.DataFrame, name: str) -> None:
     """Raise ``FrameError`` (INVALID_FRAME) naming the violated rule and first offender."""
     if not isinstance(frame, pd.DataFrame):
@@ -32,9 +46,8 @@ def validate_frame(frame: pd.DataFrame, name: str) -> None:
         raise _fail(name, "index_nat", "the index contains NaT")
     if len(index) > 1:
         ns = index.asi8
-        bad = np.flatnonzero(np.diff(ns) <= 0)
-        if bad.size:
-            i = int(bad[0]) + 1
+        i = _first_not_increasing(ns)
+        if i is not None:
             rule = "index_duplicate" if ns[i] == ns[i - 1] else "index_order"
             raise _fail(
                 name, rule, f"the index must be strictly increasing; first offender at {index[i].isoformat()}",

@@ -59,3 +59,17 @@ def test_channel_stats_use_exact_fractional_minutes() -> None:
     assert a["step_median_minutes"] == 7.5 and a["step_min_minutes"] == 7.5 and a["step_max_minutes"] == 7.5
     assert a["offset_minutes"] == 0.0  # 00:07:30 is on the 7.5-minute phase from the epoch
     assert b["numeric"] == 0 and b["min"] is None and b["step_median_minutes"] is None
+
+
+@pytest.mark.parametrize("position", [1, 3, 4, 5, 8, 9])
+def test_order_check_finds_offenders_at_and_across_slice_boundaries(monkeypatch, position: int) -> None:
+    import zeitflow.frame as frame_module
+
+    monkeypatch.setattr(frame_module, "_SLICE", 4)
+    stamps = pd.date_range("2024-01-01", periods=10, freq="15min", tz="UTC").as_unit("ns").asi8.copy()
+    stamps[position] = stamps[position - 1]
+    frame = pd.DataFrame({"a": np.zeros(10)}, index=pd.DatetimeIndex(stamps, tz="UTC", name="utc").as_unit("ns"))
+    with pytest.raises(FrameError) as info:
+        validate_frame(frame, "x")
+    assert info.value.details["rule"] == "index_duplicate"
+    assert info.value.details["timestamp"] == pd.Timestamp(stamps[position], tz="UTC").isoformat()
