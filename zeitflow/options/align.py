@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from zeitflow.options.base import Options, check_choice, param_error
-from zeitflow.options.common import as_minutes, as_utc, check_decimals, iso_z, recode_missing, rename_aliases
+from zeitflow.options.common import as_minutes, as_utc, check_decimals, recode_missing, rename_aliases
 from zeitflow.options.resample import (
     DEFAULT_MAX_GAP_MINUTES,
     MAX_GAP_MAX_MINUTES,
@@ -38,9 +38,11 @@ from zeitflow.options.resample import (
     STEP_MIN_NS,
     ColumnMethod,
     ResolvedMethod,
+    check_grid_relations,
+    method_entries,
     normalise_method,
 )
-from zeitflow.stages.grid import MAX_GRID_POINTS, NS_PER_MINUTE, GridRule, minutes_to_ns, to_ns
+from zeitflow.stages.grid import NS_PER_MINUTE, GridRule, minutes_to_ns
 
 __all__ = ["RANGE_MODES", "AlignOptions", "ColumnMethod", "ResolvedMethod"]
 
@@ -171,43 +173,13 @@ class AlignOptions(Options):
     @field_validator("methods", mode="before")
     @classmethod
     def _methods(cls, value: Any) -> Any:
-        """None means no entries; a plain string is short for ``{"method": ...}``."""
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            for key in value:
-                if not isinstance(key, str) or not key:
-                    raise param_error(
-                        "MISSING_PARAMETER", f"methods key {key!r} must be a non-empty channel or source name"
-                    )
-            return {k: {"method": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
+        return method_entries("methods", value, "channel or source name")
 
     # -- relations -----------------------------------------------------------------------------
 
     @model_validator(mode="after")
     def _relations(self) -> AlignOptions:
-        if self.anchor is not None and minutes_to_ns(self.offset_minutes) != 0:
-            raise param_error(
-                "MUTUALLY_EXCLUSIVE",
-                f"anchor={iso_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
-                "the anchor fixes the phase of the grid",
-            )
-        if self.start is not None and self.end is not None:
-            if self.start > self.end:
-                raise param_error(
-                    "PARAM_COMPARISON_FAILED",
-                    f"start={iso_z(self.start)} must not be after end={iso_z(self.end)} "
-                    "(predecessor: startTime, endTime)",
-                )
-            points = self.grid_rule().count(to_ns(self.start), to_ns(self.end))
-            if points > MAX_GRID_POINTS:
-                raise param_error(
-                    "PARAM_COMPARISON_FAILED",
-                    f"start={iso_z(self.start)} to end={iso_z(self.end)} with step_minutes={self.step_minutes!r} spans "
-                    f"{points:,} grid points; at most {MAX_GRID_POINTS:,} are allowed: use a larger step_minutes "
-                    "or a narrower start/end",
-                )
+        check_grid_relations(self, start_end_note=" (predecessor: startTime, endTime)")
         return self
 
     # -- derived -------------------------------------------------------------------------------

@@ -156,6 +156,45 @@ class ResolvedMethod(Options):
         return minutes_to_ns(self.max_gap_minutes)
 
 
+def method_entries(field: str, value: Any, keys: str) -> Any:
+    """Normalise a mapping of per-channel (or per-source) method entries: None means no entries and
+    a plain string is short for ``{"method": ...}``; keys must be non-empty names."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str) or not key:
+                raise param_error("MISSING_PARAMETER", f"{field} key {key!r} must be a non-empty {keys}")
+        return {k: {"method": v} if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+def check_grid_relations(options: Any, *, start_end_note: str = "") -> None:
+    """Relations between the grid fields of resample and align options: anchor excludes an offset,
+    start precedes end, and start/end bounds give at most ``MAX_GRID_POINTS`` grid points."""
+    if options.anchor is not None and minutes_to_ns(options.offset_minutes) != 0:
+        raise param_error(
+            "MUTUALLY_EXCLUSIVE",
+            f"anchor={iso_z(options.anchor)} and offset_minutes={options.offset_minutes!r} must not be given "
+            "together: the anchor fixes the phase of the grid",
+        )
+    if options.start is None or options.end is None:
+        return
+    if options.start > options.end:
+        raise param_error(
+            "PARAM_COMPARISON_FAILED",
+            f"start={iso_z(options.start)} must not be after end={iso_z(options.end)}{start_end_note}",
+        )
+    points = options.grid_rule().count(to_ns(options.start), to_ns(options.end))
+    if points > MAX_GRID_POINTS:
+        raise param_error(
+            "PARAM_COMPARISON_FAILED",
+            f"start={iso_z(options.start)} to end={iso_z(options.end)} with step_minutes={options.step_minutes!r} "
+            f"spans {points:,} grid points; at most {MAX_GRID_POINTS:,} are allowed: use a larger step_minutes "
+            "or a narrower start/end",
+        )
+
+
 class ResampleOptions(Options):
     """How ``resample`` puts a frame onto a regular grid (§2.3, grid rule §2.4, methods §2.5)."""
 
@@ -230,41 +269,13 @@ class ResampleOptions(Options):
     @field_validator("column_methods", mode="before")
     @classmethod
     def _column_methods(cls, value: Any) -> Any:
-        """None means no overrides; a plain string is short for ``{"method": ...}``."""
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            for key in value:
-                if not isinstance(key, str) or not key:
-                    raise param_error(
-                        "MISSING_PARAMETER", f"column_methods key {key!r} must be a non-empty channel name"
-                    )
-            return {k: {"method": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
+        return method_entries("column_methods", value, "channel name")
 
     # -- relations -----------------------------------------------------------------------------
 
     @model_validator(mode="after")
     def _relations(self) -> ResampleOptions:
-        if self.anchor is not None and minutes_to_ns(self.offset_minutes) != 0:
-            raise param_error(
-                "MUTUALLY_EXCLUSIVE",
-                f"anchor={iso_z(self.anchor)} and offset_minutes={self.offset_minutes!r} must not be given together: "
-                "the anchor fixes the phase of the grid",
-            )
-        if self.start is not None and self.end is not None:
-            if self.start > self.end:
-                raise param_error(
-                    "PARAM_COMPARISON_FAILED", f"start={iso_z(self.start)} must not be after end={iso_z(self.end)}"
-                )
-            points = self.grid_rule().count(to_ns(self.start), to_ns(self.end))
-            if points > MAX_GRID_POINTS:
-                raise param_error(
-                    "PARAM_COMPARISON_FAILED",
-                    f"start={iso_z(self.start)} to end={iso_z(self.end)} with step_minutes={self.step_minutes!r} spans "
-                    f"{points:,} grid points; at most {MAX_GRID_POINTS:,} are allowed: use a larger step_minutes "
-                    "or a narrower start/end",
-                )
+        check_grid_relations(self)
         return self
 
     # -- derived -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from zeitflow.reports import ProgressCallback, ProgressEvent, ProgressUnit, Stag
 from zeitflow.stages.grid import CHUNK_POINTS, NS_PER_MINUTE, GridRange, GridRule, grid_range, iso, to_ns
 from zeitflow.stages.resample import ChannelResampleReport, _value_range, resample_columns
 from zeitflow.stages.resample import gate_parameters as _grid_gate_parameters
+from zeitflow.stages.steps import ChannelStep, StepInfo
 
 __all__ = [
     "AlignReport", "AlignResult", "ChannelAlignReport", "ChannelStep", "SourceAlignReport", "StepInfo", "align",
@@ -42,34 +43,6 @@ _BLOCK = 1 << 20  # rows checked at a time by the on-grid test (bounded temporar
 # --------------------------------------------------------------------------------------------
 # Step detection (§4.4)
 # --------------------------------------------------------------------------------------------
-
-
-class ChannelStep(BaseModel):
-    """Numeric values of one channel (§4.4)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    numeric: int
-    numeric_share_percent: float
-
-
-class StepInfo(BaseModel):
-    """Time-step statistics of a frame (§4.4). Steps and the offset are exact fractional minutes
-    from integer ns differences; the step fields (and ``regular``) are None below 2 rows, and
-    ``first``/``last`` are None for a frame without rows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rows: int
-    channels: dict[str, ChannelStep] = Field(default_factory=dict)
-    first: str | None = None
-    last: str | None = None
-    step_median_minutes: float | None = None
-    step_min_minutes: float | None = None
-    step_max_minutes: float | None = None
-    step_mean_minutes: float | None = None
-    offset_minutes: float | None = None
-    regular: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from zeitflow.stages.load_time import (
     localize,
     parses_as_time,
 )
+from zeitflow.stages.steps import ChannelStep, StepInfo
 
 __all__ = [
     "ChannelReport", "LoadReport", "LoadResult", "SourceReport", "StepStatistics", "merge", "read_raw",
@@ -73,30 +74,7 @@ class ChannelReport(BaseModel):
     numeric_share_percent: float = 0.0
 
 
-class ChannelStep(BaseModel):
-    """Numeric values of one channel in the output frame (§4.4)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    numeric: int
-    numeric_share_percent: float
-
-
-class StepStatistics(BaseModel):
-    """Time-step statistics of a frame's index (§4.4); step fields are None below 2 rows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rows: int
-    channels: dict[str, ChannelStep] = Field(default_factory=dict)
-    first: str | None = None
-    last: str | None = None
-    step_median_minutes: float | None = None
-    step_min_minutes: float | None = None
-    step_max_minutes: float | None = None
-    step_mean_minutes: float | None = None
-    offset_minutes: float | None = None
-    regular: bool | None = None
+StepStatistics = StepInfo  # the load report names the §4.4 model after its field
 
 
 class SourceReport(BaseModel):
