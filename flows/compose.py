@@ -7,6 +7,7 @@ from collections.abc import Callable
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from flows.fanout import train_stage
 from flows.summary import RunSummary, StageSummary
 from tasks.align import run_align
 from tasks.clean import run_clean
@@ -17,6 +18,7 @@ from tasks.load import run_load
 from tasks.resample import run_resample
 from tasks.runs import close_run, open_run
 from tasks.stage import StageOutput
+from tasks.train import ModelOutcome
 from zeitflow.config import PipelineConfig, SourceConfig
 from zeitflow.errors import ParameterError, ZeitflowError
 from zeitflow.io.metadata import mask_url
@@ -49,12 +51,7 @@ def ingest_source(source: SourceConfig, ctx: RunContext, interaction: Interactio
     return outputs
 
 
-def ingest_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> list[StageOutput]:
-    """Every source through its ingest stages."""
-    return [o for source in config.sources for o in ingest_source(source, ctx, interaction)]
-
-
-def all_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> list[StageOutput]:
+def data_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> list[StageOutput]:
     """Ingest every source, then align the last output of each source, fit the cloud and build the dataset
     (from the cloud output, else the aligned frame, else the single source's last output)."""
     outputs: list[StageOutput] = []
@@ -80,7 +77,33 @@ def all_stages(config: PipelineConfig, ctx: RunContext, interaction: Interaction
     return outputs
 
 
-Stages = Callable[[PipelineConfig, RunContext, InteractionOptions], list[StageOutput]]
+class Produced(BaseModel):
+    """What the stages of a run produced: stage outputs, and the trained models when there was training."""
+
+    outputs: list[StageOutput]
+    models: list[ModelOutcome] = Field(default_factory=list)
+
+
+def ingest_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> Produced:
+    """Every source through its ingest stages."""
+    return Produced(outputs=[o for source in config.sources for o in ingest_source(source, ctx, interaction)])
+
+
+def all_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> Produced:
+    """Every data stage (ingest, align, cloud, dataset), without training."""
+    return Produced(outputs=data_stages(config, ctx, interaction))
+
+
+def pipeline_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> Produced:
+    """Every data stage, then the training fan-out when the project has a training section."""
+    outputs = data_stages(config, ctx, interaction)
+    if config.training is None:
+        return Produced(outputs=outputs)
+    dataset, source = outputs[-1], outputs[-2]  # data_stages appends the dataset right after its input frame
+    return Produced(outputs=outputs, models=train_stage(dataset, source, config, ctx))
+
+
+Stages = Callable[[PipelineConfig, RunContext, InteractionOptions], Produced]
 
 
 def run_recorded(stages: Stages, config: PipelineConfig, ctx: RunContext, flow_name: str,
@@ -88,7 +111,7 @@ def run_recorded(stages: Stages, config: PipelineConfig, ctx: RunContext, flow_n
     """Open the run row, run the stages, close the row with the final status."""
     open_run(config, ctx, flow_name, partition)
     try:
-        outputs = stages(config, ctx, interaction or InteractionOptions())
+        produced = stages(config, ctx, interaction or InteractionOptions())
     except ZeitflowError as exc:
         close_run(ctx, "failed", exc.code, exc.message[:2000])
         raise
@@ -99,5 +122,5 @@ def run_recorded(stages: Stages, config: PipelineConfig, ctx: RunContext, flow_n
     return RunSummary(
         project=config.project, run_id=ctx.run_id, flow=flow_name, partition=partition, status="completed",
         storage_root=ctx.storage_root, metadata_url=mask_url(ctx.metadata_url),
-        stages=[StageSummary.of(o) for o in outputs],
+        stages=[StageSummary.of(o) for o in produced.outputs], models=produced.models,
     )

@@ -6,7 +6,7 @@ import uuid
 
 from prefect import flow
 
-from flows.compose import InteractionOptions, all_stages, run_recorded
+from flows.compose import InteractionOptions, pipeline_stages, run_recorded
 from flows.summary import RunSummary
 from tasks.context import RunContext
 from zeitflow.config import PipelineConfig
@@ -15,6 +15,7 @@ from zeitflow.version import code_version
 
 @flow(name="pipeline", log_prints=False)
 def pipeline(config: PipelineConfig, interaction: InteractionOptions | None = None) -> RunSummary:
-    """Run the pipeline for ``config``: load, resample, clean, align, cloud (each with its gate)."""
+    """Run the pipeline for ``config``: load, resample, clean, align, cloud, dataset (each with its gate),
+    then train the configured models."""
     ctx = RunContext.for_config(config, str(uuid.uuid4()), code_version())
-    return run_recorded(all_stages, config, ctx, "pipeline", None, interaction)
+    return run_recorded(pipeline_stages, config, ctx, "pipeline", None, interaction)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from tasks.load import dropped_rows
 from tasks.stage import StageOutput
+from tasks.train import ModelOutcome
 
 
 def stage_details(stage: str, report: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +48,9 @@ def stage_details(stage: str, report: dict[str, Any]) -> dict[str, Any]:
                          "outputs": len(report.get("output_features", []))},
             "npz_uri": report.get("npz_uri"), "scalers_uri": report.get("scalers_uri"),
         }
+    if stage == "forecast":
+        keys = ("model", "kind", "model_uri", "reference_time", "output_features", "csv_uri")
+        return {k: report[k] for k in keys if k in report}
     if stage == "align":
         keys = ("grid_start", "grid_end", "grid_points", "step_minutes")
         return {k: report[k] for k in keys if k in report}
@@ -95,3 +99,4 @@ class RunSummary(BaseModel):
     storage_root: str
     metadata_url: str
     stages: list[StageSummary] = Field(default_factory=list)
+    models: list[ModelOutcome] = Field(default_factory=list)

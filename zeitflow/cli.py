@@ -1,7 +1,8 @@
 """The ``zeitflow`` command. ``run CONFIG`` validates the project file, runs the pipeline flow
 (on the ephemeral Prefect API unless PREFECT_API_URL is set) and prints a summary; with
 ``--json`` the last printed line is the JSON summary. Exit codes: 0 success, 2 usage or input
-errors (bad config, bad data), 1 internal, storage or quality-gate failures."""
+errors (bad config, bad data), 1 internal, storage or quality-gate failures, or a model that failed or
+timed out (the other models are still stored and listed)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
         if line:
             typer.echo(f"           {line}")
         typer.echo(f"           -> {stage['uri']}")
+    for model in summary.get("models", []):
+        if model["status"] != "completed":
+            error = model.get("error") or {}
+            typer.echo(f"  model    {model['name']:<24} {model['status'].upper()}: {error.get('code', '')} "
+                       f"{error.get('message', '')}")
+            continue
+        mae = ", ".join(f"{ch}={v:.4g}" if v is not None else f"{ch}=n/a" for ch, v in model["val_mae"].items())
+        reused = " (reused)" if model["reused"] else f" in {model['fit_seconds']:.1f} s"
+        typer.echo(f"  model    {model['name']:<24} {model['kind']}: validation MAE {mae}; "
+                   f"epochs {model['epochs_run']}, best {model['best_epoch']}{reused}")
+        typer.echo(f"           -> {model['uri']}")
     typer.echo(f"outputs under {summary['storage_root']}; metadata in {summary['metadata_url']}")
 
 
@@ -113,6 +125,8 @@ def run(
     _print_summary(data)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
+    if any(m["status"] != "completed" for m in data.get("models", [])):
+        raise typer.Exit(1)  # the other models are stored; a failed or timed-out model is still a failure
 
 
 @app.command("check-config")

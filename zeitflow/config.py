@@ -18,11 +18,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from zeitflow.errors import CleanError, ParameterError
 from zeitflow.options.align import AlignOptions
-from zeitflow.options.base import Options, check_range, param_error, to_parameter_error
+from zeitflow.options.base import Options, check_choice, check_range, param_error, to_parameter_error
 from zeitflow.options.clean import CleanOptions, ThresholdAnswer
 from zeitflow.options.cloud import CloudInterpolateOptions, CloudOptions
 from zeitflow.options.features import TimeFeatureOptions
 from zeitflow.options.load import LoadOptions
+from zeitflow.options.models import KERAS_KINDS, ModelSpec
 from zeitflow.options.resample import ColumnMethod, ResampleOptions
 from zeitflow.options.scaling import ScalingOptions, SplitOptions
 from zeitflow.options.windows import WindowOptions
@@ -31,7 +32,8 @@ from zeitflow.stages.clean import check_grid_step
 __all__ = [
     "AlignOptions", "CleanOptions", "CloudConfig", "CloudInterpolateOptions", "CloudOptions", "ColumnMethod",
     "DatasetConfig", "GateOptions", "LoadOptions", "PipelineConfig", "ResampleOptions", "ScalingOptions",
-    "SourceConfig", "SplitOptions", "StorageConfig", "ThresholdAnswer", "TimeFeatureOptions", "WindowOptions",
+    "SourceConfig", "SplitOptions", "StorageConfig", "ThresholdAnswer", "TimeFeatureOptions", "TrainingConfig",
+    "WindowOptions",
     "apply_overrides", "load_config", "parse_config",
 ]
 
@@ -168,6 +170,57 @@ class DatasetConfig(Options):
         return list(self.windows.outputs_spec)
 
 
+class TrainingConfig(Options):
+    """Which models to train on the dataset and how the training fans out (stages.md §9.3, architecture §6).
+
+    Each model spec is one training task. ``task_runner`` fans them out: ``thread`` (Prefect's thread pool,
+    ``max_workers`` at a time) or ``dask`` (prefect-dask's ``DaskTaskRunner`` on the cluster at
+    ``dask_address``). Whatever the runner, ``isolate`` picks the kinds that are fitted in a dedicated spawned
+    process: ``keras`` (default; Keras seeding is process-global, §0.9) or ``all``; only those fits can be
+    stopped by their timeout (``timeout_minutes``, or ``model_timeouts_minutes[name]``). A model fitted in
+    the task's thread is reported as timed out only after it returns."""
+
+    models: list[ModelSpec]
+    task_runner: str = "thread"
+    dask_address: str | None = None
+    max_workers: int = 4
+    isolate: str = "keras"
+    timeout_minutes: float = 60.0
+    model_timeouts_minutes: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        check_choice("task_runner", self.task_runner, ("thread", "dask"))
+        check_choice("isolate", self.isolate, ("keras", "all"))
+        check_range("max_workers", self.max_workers, 1, 64)
+        if not self.models:
+            raise param_error("MISSING_PARAMETER", "training.models must list at least one model spec")
+        names = [m.model_name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise param_error("PARAM_COMPARISON_FAILED",
+                              f"model names must be unique; repeated: {dup} (give each spec a distinct name)")
+        if (self.task_runner == "dask") != (self.dask_address is not None):
+            raise param_error("MISSING_PARAMETER" if self.dask_address is None else "MUTUALLY_EXCLUSIVE",
+                              "dask_address is required with task_runner='dask' and only allowed with it")
+        for name, minutes in {"timeout_minutes": self.timeout_minutes, **{
+                f"model_timeouts_minutes.{k}": v for k, v in self.model_timeouts_minutes.items()}}.items():
+            check_range(name, minutes, 1 / 600, 10_080, low_text="0.1 s")
+        unknown = sorted(set(self.model_timeouts_minutes) - set(names))
+        if unknown:
+            raise param_error("PARAM_COMPARISON_FAILED",
+                              f"model_timeouts_minutes names unknown models {unknown}; models: {names}")
+        return self
+
+    def timeout_for(self, name: str) -> float:
+        """The timeout of one model in seconds."""
+        return 60.0 * self.model_timeouts_minutes.get(name, self.timeout_minutes)
+
+    def isolated(self, kind: str) -> bool:
+        """Whether a model of ``kind`` is fitted in its own spawned process."""
+        return self.isolate == "all" or kind in KERAS_KINDS
+
+
 class StorageConfig(Options):
     """Where outputs and metadata go; unset fields fall back to ``zeitflow.settings``."""
 
@@ -184,6 +237,7 @@ class PipelineConfig(Options):
     align: AlignOptions | None = None
     cloud: CloudConfig | None = None
     dataset: DatasetConfig | None = None
+    training: TrainingConfig | None = None
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("project")
@@ -208,6 +262,8 @@ class PipelineConfig(Options):
                 f"dataset works on one frame, but there are {len(self.sources)} sources: add an align section "
                 "(step_minutes, ...) or keep a single source",
             )
+        if self.training is not None and self.dataset is None:
+            raise param_error("MISSING_PARAMETER", "training needs a dataset section (windows, split, scaling)")
         return self
 
     def resolve_paths(self, base: Path) -> PipelineConfig:

@@ -34,7 +34,7 @@ def _local(uri: str) -> Path:
 
 
 def test_tmy3_dataset_shapes_splits_reload_and_reuse(examples_dir: Path, storage_env: Path) -> None:
-    config = load_config(examples_dir / "tmy3_greensboro.yaml")
+    config = load_config(examples_dir / "tmy3_greensboro.yaml", ["training=null"])
     summary = pipeline(config)
     stage = next(s for s in summary.stages if s.stage == "dataset")
     details = stage.details
@@ -71,7 +71,8 @@ def test_tmy3_dataset_shapes_splits_reload_and_reuse(examples_dir: Path, storage
     assert _counts(storage_env) == (1, 1)
 
     # A re-run through the CLI reuses the dataset: same object, one stage_outputs row, one datasets row.
-    result = CliRunner().invoke(app, ["run", str(examples_dir / "tmy3_greensboro.yaml"), "--json"])
+    result = CliRunner().invoke(app, ["run", str(examples_dir / "tmy3_greensboro.yaml"), "--set", "training=null",
+                                      "--json"])
     assert result.exit_code == 0, result.output
     rerun = json.loads(result.output.strip().splitlines()[-1])["stages"][-1]
     assert rerun["stage"] == "dataset" and rerun["reused"] is True
@@ -81,7 +82,8 @@ def test_tmy3_dataset_shapes_splits_reload_and_reuse(examples_dir: Path, storage
 
 
 def test_missing_channel_fails_with_coded_error_and_leaves_nothing(examples_dir: Path, storage_env: Path) -> None:
-    config = load_config(examples_dir / "tmy3_greensboro.yaml", ["dataset.windows.inputs_spec.pressure_hpa=null"])
+    config = load_config(examples_dir / "tmy3_greensboro.yaml",
+                         ["training=null", "dataset.windows.inputs_spec.pressure_hpa=null"])
     with pytest.raises(WindowError) as info:
         pipeline(config)
     assert info.value.code == "COLUMN_NOT_FOUND"
@@ -98,7 +100,7 @@ def test_failed_gate_rolls_back_every_object(examples_dir: Path, storage_env: Pa
     real = tasks.dataset._windows_parameters
     monkeypatch.setattr(tasks.dataset, "_windows_parameters", lambda o: {**real(o), "n_samples": 1})
     with pytest.raises(DataQualityError) as info:
-        pipeline(load_config(examples_dir / "tmy3_greensboro.yaml"))
+        pipeline(load_config(examples_dir / "tmy3_greensboro.yaml", ["training=null"]))
     assert info.value.code == "GATE_FAILED"
     assert not [p for p in (storage_env / "tmy3-greensboro" / "dataset").rglob("*") if p.is_file()]
     assert _counts(storage_env) == (0, 0)

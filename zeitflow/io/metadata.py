@@ -363,6 +363,25 @@ class RunRecord(BaseModel):
     error_message: str | None
 
 
+class ModelRecord(BaseModel):
+    """One ``models`` row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    run_id: str
+    dataset_id: str | None
+    name: str
+    kind: str
+    spec: dict[str, Any]
+    uri: str
+    sha256: str
+    scalers_uri: str | None
+    epochs_run: int | None
+    best_epoch: int | None
+    trained_at: dt.datetime
+
+
 class StageOutputRecord(BaseModel):
     """A row of ``stage_outputs``."""
 
@@ -831,6 +850,76 @@ class MetadataStore:
         for column, value in filters.items():
             query = query.where(table.c[column] == value)
         with self._transaction("READ_FAILED", "counting datasets") as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def record_model(
+        self,
+        run_id: str,
+        name: str,
+        kind: str,
+        spec: Mapping[str, Any] | BaseModel,
+        uri: str,
+        sha256: str,
+        dataset_id: str | None = None,
+        scalers_uri: str | None = None,
+        epochs_run: int | None = None,
+        best_epoch: int | None = None,
+    ) -> str:
+        """Register a trained model (stages.md §13), after its files exist.
+
+        An upsert on the natural key (``run_id``, ``name``): a retried training task updates its row.
+        ``uri`` is the model's folder in the artifact store (``model.json`` and the model file inside it)
+        and ``sha256`` that of the model file. Returns the row id."""
+        table = Model.__table__
+        values = {
+            "id": new_id(), "run_id": run_id, "dataset_id": dataset_id, "name": name, "kind": kind,
+            "spec": _jsonable(spec), "uri": uri, "sha256": sha256, "scalers_uri": scalers_uri,
+            "epochs_run": epochs_run, "best_epoch": best_epoch, "trained_at": _utcnow(),
+        }
+        keep = {"id", "run_id", "name"}
+        statement = self._insert(table).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.run_id, table.c.name],
+            set_={k: statement.excluded[k] for k in values if k not in keep},
+        ).returning(table.c.id)
+        with self._transaction("WRITE_FAILED", "recording a model") as connection:
+            return connection.execute(statement).scalar_one()
+
+    def latest_model(self, project: str, name: str | None = None) -> ModelRecord | None:
+        """The newest trained model of a project (optionally of one model name), by ``trained_at``;
+        models of failed or cancelled runs are skipped."""
+        models, runs, projects = Model.__table__, Run.__table__, Project.__table__
+        query = (
+            select(models, runs.c.status.label("run_status"))
+            .join(runs, runs.c.id == models.c.run_id)
+            .join(projects, projects.c.id == runs.c.project_id)
+            .where(projects.c.name == project, runs.c.status.in_(("running", "completed")))
+            .order_by(models.c.trained_at.desc(), models.c.id.desc())
+            .limit(1)
+        )
+        if name is not None:
+            query = query.where(models.c.name == name)
+        with self._transaction("READ_FAILED", "finding the newest model") as connection:
+            row = connection.execute(query).mappings().first()
+        return None if row is None else ModelRecord.model_validate({k: row[k] for k in ModelRecord.model_fields})
+
+    def find_dataset_id(self, uri: str) -> str | None:
+        """The id of the newest ``datasets`` row stored at ``uri`` (the dataset's npz), if any."""
+        table = Dataset.__table__
+        query = select(table.c.id).where(table.c.uri == uri).order_by(table.c.created_at.desc()).limit(1)
+        with self._transaction("READ_FAILED", "finding a dataset") as connection:
+            return connection.execute(query).scalar()
+
+    def count_models(self, **filters: Any) -> int:
+        """Number of models whose columns equal every given filter (e.g. ``run_id=``, ``name=``)."""
+        table = Model.__table__
+        unknown = sorted(set(filters) - set(table.c.keys()))
+        if unknown:
+            raise ValueError(f"unknown models column(s): {unknown}")
+        query = select(func.count()).select_from(table)
+        for column, value in filters.items():
+            query = query.where(table.c[column] == value)
+        with self._transaction("READ_FAILED", "counting models") as connection:
             return int(connection.execute(query).scalar_one())
 
     def get_channel_stats(self, output_id: str) -> list[dict[str, Any]]:
