@@ -24,11 +24,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 
 $(VENV)/.installed-base: $(BIN)/python $(DEPS)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cpu]'
 	touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python $(DEPS)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cpu,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cpu,dask,dev]'
 	touch $@ $(VENV)/.installed-base
 
 install: $(VENV)/.installed-base
@@ -55,6 +55,8 @@ bench: install
 	$(BIN)/python benchmarks/resample.py
 	$(BIN)/python benchmarks/align.py
 	$(BIN)/python benchmarks/gates.py
+	$(BIN)/python benchmarks/windows.py
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf .prefect .pytest_cache storage/*/ storage/zeitflow.db*

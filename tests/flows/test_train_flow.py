@@ -100,7 +100,7 @@ def test_timeout_stops_one_model_while_the_others_finish(examples_dir: Path, sto
 
 
 def test_dask_task_runner_trains_two_models(examples_dir: Path, storage_env: Path) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         config = load_config(examples_dir / "tmy3_greensboro.yaml", [
