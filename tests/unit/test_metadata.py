@@ -274,3 +274,49 @@ def test_mask_url() -> None:
 
     assert mask_url("postgresql://u:topsecret@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def _run(store: MetadataStore, project: str, status: str = "running") -> str:
+    import uuid
+
+    run_id = str(uuid.uuid4())
+    project_id = store.upsert_project(project, {})
+    store.start_run(run_id=run_id, project_id=project_id, flow_name="train", flow_run_id=None, deployment=None,
+                    partition=None, parameters={}, parameters_hash="p" * 64, code_version="v1")
+    if status != "running":
+        store.finish_run(run_id, status)
+    return run_id
+
+
+def test_models_upsert_latest_and_metric_tables(store: MetadataStore) -> None:
+    first = _run(store, "alpha", "completed")
+    a = store.record_model(first, "dense", "dense", {"kind": "dense"}, "file:///m/dense", "a" * 64,
+                           epochs_run=5, best_epoch=3)
+    again = store.record_model(first, "dense", "dense", {"kind": "dense"}, "file:///m/dense2", "b" * 64)
+    assert again == a and store.count_models(run_id=first) == 1  # natural key (run, name): an upsert
+    second = _run(store, "alpha")
+    store.record_model(second, "linear", "linear", {"kind": "linear"}, "file:///m/linear", "c" * 64)
+    failed = _run(store, "alpha", "failed")
+    store.record_model(failed, "lstm", "lstm", {"kind": "lstm"}, "file:///m/lstm", "d" * 64)
+    _run(store, "beta")
+    latest = store.latest_model("alpha")
+    assert latest is not None and latest.name == "linear"  # newest; the failed run's lstm is skipped
+    dense = store.latest_model("alpha", "dense")
+    assert dense is not None and dense.uri == "file:///m/dense2" and dense.sha256 == "b" * 64
+    assert store.latest_model("alpha", "lstm") is None and store.latest_model("beta") is None
+
+    table_id = store.record_metric_table(a, "overall", "file:///r/overall.parquet", "e" * 64,
+                                         json_uri="file:///r/metrics.json", summary={"temperature": {"mae": 1.5}})
+    assert store.record_metric_table(a, "overall", "file:///r/overall2.parquet", "f" * 64) == table_id
+    store.record_metric_table(a, "per_step", "file:///r/per_step.parquet", "0" * 64)
+    rows = store.metric_tables_of(a)
+    assert [r["table"] for r in rows] == ["overall", "per_step"] and rows[0]["uri"].endswith("overall2.parquet")
+    with pytest.raises(ParameterError, match="table='summary'"):
+        store.record_metric_table(a, "summary", "file:///x", "1" * 64)
+
+
+def test_find_dataset_id_by_uri(store: MetadataStore) -> None:
+    run_id = _run(store, "alpha")
+    dataset_id = store.record_dataset(run_id, "d", ["a"], ["b"], 2, 1, 60.0, 0.0, {}, None, 10, 7, 2, 1, T0, T1,
+                                      uri="file:///d.npz", sha256="9" * 64)
+    assert store.find_dataset_id("file:///d.npz") == dataset_id and store.find_dataset_id("file:///e.npz") is None

@@ -903,6 +903,38 @@ class MetadataStore:
             row = connection.execute(query).mappings().first()
         return None if row is None else ModelRecord.model_validate({k: row[k] for k in ModelRecord.model_fields})
 
+    def record_metric_table(
+        self,
+        model_id: str,
+        table: str,
+        uri: str,
+        sha256: str,
+        json_uri: str | None = None,
+        summary: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Register one evaluation table of a model (``overall``, ``per_step`` or ``reasons``, §13), after its
+        file exists. An upsert on (``model_id``, ``table``). Returns the row id."""
+        if table not in ("overall", "per_step", "reasons"):
+            raise ParameterError("INVALID_CHOICE", f"table={table!r} is not allowed: choose one of "
+                                 "['overall', 'per_step', 'reasons']", details={"parameter": "table", "value": table})
+        metric_tables = MetricTable.__table__
+        values = {"id": new_id(), "model_id": model_id, "table": table, "uri": uri, "sha256": sha256,
+                  "json_uri": json_uri, "summary": _jsonable(summary)}
+        statement = self._insert(metric_tables).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[metric_tables.c.model_id, metric_tables.c.table],
+            set_={k: statement.excluded[k] for k in values if k not in {"id", "model_id", "table"}},
+        ).returning(metric_tables.c.id)
+        with self._transaction("WRITE_FAILED", "recording a metric table") as connection:
+            return connection.execute(statement).scalar_one()
+
+    def metric_tables_of(self, model_id: str) -> list[dict[str, Any]]:
+        """The ``metric_tables`` rows of a model, ordered by table name."""
+        metric_tables = MetricTable.__table__
+        query = select(metric_tables).where(metric_tables.c.model_id == model_id).order_by(metric_tables.c.table)
+        with self._transaction("READ_FAILED", "reading metric tables") as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
     def find_dataset_id(self, uri: str) -> str | None:
         """The id of the newest ``datasets`` row stored at ``uri`` (the dataset's npz), if any."""
         table = Dataset.__table__
