@@ -14,8 +14,9 @@ export TF_ENABLE_ONEDNN_OPTS := 0
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-EXAMPLES := examples/tmy3_greensboro.yaml examples/payerne_1min.yaml examples/payerne_10min_temperature.yaml \
-	examples/payerne_15min_clean.yaml examples/payerne_align_cloud.yaml
+# The TMY3 example trains and evaluates models; it runs last, so the demo ends with its report's path.
+EXAMPLES := examples/payerne_1min.yaml examples/payerne_10min_temperature.yaml examples/payerne_15min_clean.yaml \
+	examples/payerne_align_cloud.yaml examples/tmy3_greensboro.yaml
 
 .PHONY: demo test lint bench install install-dev clean
 
@@ -34,13 +35,13 @@ $(VENV)/.installed-dev: $(BIN)/python $(DEPS)
 install: $(VENV)/.installed-base
 install-dev: $(VENV)/.installed-dev
 
-## demo: set up, then run the pipeline on every bundled example and print where the results are
+## demo: set up, then run the pipeline on every bundled example; the last line is the TMY3 report's path
 demo: install
+	@echo "== results: Parquet and reports under ./storage/<project>/, metadata in ./storage/zeitflow.db"
 	@set -e; for cfg in $(EXAMPLES); do \
 	  echo "== zeitflow run $$cfg"; \
 	  $(BIN)/zeitflow run "$$cfg"; \
 	done
-	@echo "== results: Parquet and reports under ./storage/<project>/, metadata in ./storage/zeitflow.db"
 
 ## test: set up with the dev extras, then run the whole suite (tests start their own services)
 test: install-dev

@@ -14,13 +14,16 @@ from tasks.clean import run_clean
 from tasks.cloud import run_cloud
 from tasks.context import RunContext
 from tasks.dataset import run_dataset
+from tasks.evaluate import EvaluationOutcome, evaluate_run
 from tasks.load import run_load
+from tasks.publish import publish_supabase
 from tasks.resample import run_resample
 from tasks.runs import close_run, open_run
 from tasks.stage import StageOutput
 from tasks.train import ModelOutcome
 from zeitflow.config import PipelineConfig, SourceConfig
 from zeitflow.errors import ParameterError, ZeitflowError
+from zeitflow.io import supabase
 from zeitflow.io.metadata import mask_url
 
 
@@ -82,6 +85,7 @@ class Produced(BaseModel):
 
     outputs: list[StageOutput]
     models: list[ModelOutcome] = Field(default_factory=list)
+    evaluation: EvaluationOutcome | None = None
 
 
 def ingest_stages(config: PipelineConfig, ctx: RunContext, interaction: InteractionOptions) -> Produced:
@@ -100,7 +104,17 @@ def pipeline_stages(config: PipelineConfig, ctx: RunContext, interaction: Intera
     if config.training is None:
         return Produced(outputs=outputs)
     dataset, source = outputs[-1], outputs[-2]  # data_stages appends the dataset right after its input frame
-    return Produced(outputs=outputs, models=train_stage(dataset, source, config, ctx))
+    models = train_stage(dataset, source, config, ctx)
+    if not any(m.status == "completed" for m in models):
+        return Produced(outputs=outputs, models=models)
+    evaluation = evaluate_run(outputs, models, config, ctx)
+    models = [m.model_copy(update={"metrics": evaluation.metrics.get(m.name, {})}) for m in models]
+    if supabase.enabled():
+        summary = {"run_id": ctx.run_id, "project": config.project, "flow": "pipeline", "status": "completed",
+                   "models": [m.model_dump(mode="json") for m in models],
+                   "evaluation": evaluation.model_dump(mode="json")}
+        publish_supabase(summary, f"{evaluation.run_folder}/metrics/overall.parquet", ctx)
+    return Produced(outputs=outputs, models=models, evaluation=evaluation)
 
 
 Stages = Callable[[PipelineConfig, RunContext, InteractionOptions], Produced]
@@ -123,4 +137,5 @@ def run_recorded(stages: Stages, config: PipelineConfig, ctx: RunContext, flow_n
         project=config.project, run_id=ctx.run_id, flow=flow_name, partition=partition, status="completed",
         storage_root=ctx.storage_root, metadata_url=mask_url(ctx.metadata_url),
         stages=[StageSummary.of(o) for o in produced.outputs], models=produced.models,
+        evaluation=produced.evaluation,
     )

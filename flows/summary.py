@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tasks.evaluate import EvaluationOutcome
 from tasks.load import dropped_rows
 from tasks.stage import StageOutput
 from tasks.train import ModelOutcome
@@ -100,3 +101,4 @@ class RunSummary(BaseModel):
     metadata_url: str
     stages: list[StageSummary] = Field(default_factory=list)
     models: list[ModelOutcome] = Field(default_factory=list)
+    evaluation: EvaluationOutcome | None = None

@@ -49,7 +49,9 @@ PREDICTIONS = "predictions.npz"
 
 
 class ModelOutcome(BaseModel):
-    """What one training task produced (or why it did not)."""
+    """What one training task produced (or why it did not); ``metrics`` are the test metrics per output
+    channel at the first averaging level (MAE, RMSE, WAPE, MASE, skill vs the reference baseline), filled in
+    by the evaluation."""
 
     name: str
     kind: str
@@ -62,6 +64,7 @@ class ModelOutcome(BaseModel):
     fit_seconds: float | None = None
     val_mae: dict[str, float | None] = {}
     test_mae: dict[str, float | None] = {}
+    metrics: dict[str, dict[str, Any]] = {}
     error: dict[str, Any] | None = None
 
 

@@ -70,6 +70,10 @@ def _details_line(stage: str, details: dict[str, Any]) -> str:
     return ""
 
 
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     typer.echo(f"project {summary['project']}  run {summary['run_id']}  status {summary['status']}")
     for stage in summary["stages"]:
@@ -86,6 +90,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         if line:
             typer.echo(f"           {line}")
         typer.echo(f"           -> {stage['uri']}")
+    reference = (summary.get("evaluation") or {}).get("reference_baseline", "persistence")
     for model in summary.get("models", []):
         if model["status"] != "completed":
             error = model.get("error") or {}
@@ -97,7 +102,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  model    {model['name']:<24} {model['kind']}: validation MAE {mae}; "
                    f"epochs {model['epochs_run']}, best {model['best_epoch']}{reused}")
         typer.echo(f"           -> {model['uri']}")
+        for channel, m in (model.get("metrics") or {}).items():
+            figures = ", ".join(f"{k.upper()} {_number(m.get(k))}" for k in ("mae", "rmse", "wape", "mase"))
+            typer.echo(f"           test {channel} (n_avg {m.get('n_avg')}): {figures}, "
+                       f"skill vs {reference} {_number(m.get('skill_mae'))}")
     typer.echo(f"outputs under {summary['storage_root']}; metadata in {summary['metadata_url']}")
+    evaluation = summary.get("evaluation")
+    if evaluation:
+        uri = evaluation["report_uri"]
+        typer.echo(f"report: {uri.removeprefix('file://') if uri.startswith('file://') else uri}")
 
 
 @app.command()

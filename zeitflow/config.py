@@ -21,9 +21,11 @@ from zeitflow.options.align import AlignOptions
 from zeitflow.options.base import Options, check_choice, check_range, param_error, to_parameter_error
 from zeitflow.options.clean import CleanOptions, ThresholdAnswer
 from zeitflow.options.cloud import CloudInterpolateOptions, CloudOptions
+from zeitflow.options.evaluation import EvaluationOptions
 from zeitflow.options.features import TimeFeatureOptions
 from zeitflow.options.load import LoadOptions
 from zeitflow.options.models import KERAS_KINDS, ModelSpec
+from zeitflow.options.report import ReportOptions
 from zeitflow.options.resample import ColumnMethod, ResampleOptions
 from zeitflow.options.scaling import ScalingOptions, SplitOptions
 from zeitflow.options.windows import WindowOptions
@@ -31,10 +33,9 @@ from zeitflow.stages.clean import check_grid_step
 
 __all__ = [
     "AlignOptions", "CleanOptions", "CloudConfig", "CloudInterpolateOptions", "CloudOptions", "ColumnMethod",
-    "DatasetConfig", "GateOptions", "LoadOptions", "PipelineConfig", "ResampleOptions", "ScalingOptions",
-    "SourceConfig", "SplitOptions", "StorageConfig", "ThresholdAnswer", "TimeFeatureOptions", "TrainingConfig",
-    "WindowOptions",
-    "apply_overrides", "load_config", "parse_config",
+    "DatasetConfig", "EvaluationOptions", "GateOptions", "LoadOptions", "PipelineConfig", "ReportOptions",
+    "ResampleOptions", "ScalingOptions", "SourceConfig", "SplitOptions", "StorageConfig", "ThresholdAnswer",
+    "TimeFeatureOptions", "TrainingConfig", "WindowOptions", "apply_overrides", "load_config", "parse_config",
 ]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -178,7 +179,8 @@ class TrainingConfig(Options):
     ``dask_address``). Whatever the runner, ``isolate`` picks the kinds that are fitted in a dedicated spawned
     process: ``keras`` (default; Keras seeding is process-global, §0.9) or ``all``; only those fits can be
     stopped by their timeout (``timeout_minutes``, or ``model_timeouts_minutes[name]``). A model fitted in
-    the task's thread is reported as timed out only after it returns."""
+    the task's thread is reported as timed out only after it returns. ``evaluation`` (§10.2) and
+    ``report`` (§11.4) shape the metric tables, plots and HTML report of the trained models."""
 
     models: list[ModelSpec]
     task_runner: str = "thread"
@@ -187,6 +189,8 @@ class TrainingConfig(Options):
     isolate: str = "keras"
     timeout_minutes: float = 60.0
     model_timeouts_minutes: dict[str, float] = Field(default_factory=dict)
+    evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
+    report: ReportOptions = Field(default_factory=ReportOptions)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
