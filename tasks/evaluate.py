@@ -212,6 +212,10 @@ def evaluate_run(outputs: list[StageOutput], models: list[ModelOutcome], config:
     for key, png in violins.items():
         role, _, name = key.partition(":")
         plots[f"plots/{plot_name(f'violin_{role}', name)}"] = png
+    stage_plots = {f"{o.stage} {o.output_name}": store.get_bytes(o.report["plot_uri"])
+                   for o in outputs if o.report.get("plot_uri") and o.report["plot_uri"].endswith(".png")}
+    for key, png in stage_plots.items():
+        plots[f"plots/{plot_name('stage', key)}"] = png
     progress(ProgressEvent(STAGE, "phase", 3, 4, "plots"))
 
     config_json = {
@@ -242,7 +246,7 @@ def evaluate_run(outputs: list[StageOutput], models: list[ModelOutcome], config:
         run_id=ctx.run_id, flow_run_id=str(flow_run.id) if flow_run.id else None,
         created_at=pd.Timestamp.now(tz="UTC").isoformat(), code_version=ctx.code_version,
         config=config_json["config"], stage_counts=_stage_counts(outputs), dataset_summary=dataset_summary,
-        violins=violins, models=sections, omitted_levels=tables.omitted_levels,
+        violins=violins, models=sections, omitted_levels=tables.omitted_levels, stage_plots=stage_plots,
     ).encode("utf-8")
     root = store.uri(ctx.project)
     manifest = write_run_results(root, ctx.run_id, files=files, storage_options=ctx.storage_options())

@@ -292,3 +292,13 @@ def test_invalid_run_ids_are_rejected(tmp_path: Path, run_id: str) -> None:
         write_run_results(str(tmp_path), run_id, files={"config.json": b"{}"})
     assert info.value.code == "INVALID_NAME"
     assert not (tmp_path / "runs").exists()
+
+
+def test_stage_plots_appear_in_the_stage_section() -> None:
+    """Plots of earlier stages (e.g. the cloud scatter) are embedded under the stage reports, before the dataset."""
+    text = render_html(**sample_kwargs(), stage_plots={"cloud aligned": png("scatter")})
+    stages_at, dataset_at = text.index('id="stages"'), text.index('id="dataset"')
+    caption_at = text.index("<figcaption>cloud aligned</figcaption>")
+    assert stages_at < caption_at < dataset_at
+    assert 'data-key="cloud aligned"' in text[stages_at:dataset_at]
+    assert "Stage plots" not in render_html(**sample_kwargs())

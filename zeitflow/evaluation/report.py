@@ -367,10 +367,12 @@ def _cell(value: object, column: str, title: str | None = None) -> str:
     return f"<td{css}>{_e(_text(value, column))}</td>"
 
 
-def _stages_section(stage_counts: Sequence[Mapping[str, Any]]) -> str:
+def _stages_section(stage_counts: Sequence[Mapping[str, Any]], stage_plots: Mapping[str, bytes]) -> str:
     rows = _rows(stage_counts)
+    figures = "".join(_figure(data, name, name, "plot") for name, data in stage_plots.items())
+    plots = f'<h3>Stage plots</h3><div class="plots stage-plots">{figures}</div>' if figures else ""
     if not rows:
-        return _section("stages", "Stage reports", '<p class="note">No stage reports.</p>')
+        return _section("stages", "Stage reports", '<p class="note">No stage reports.</p>' + plots)
     columns = _column_order(rows, _STAGE_COLUMNS)
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = "".join(
@@ -379,7 +381,7 @@ def _stages_section(stage_counts: Sequence[Mapping[str, Any]]) -> str:
     )
     table = (f'<div class="table-wrap"><table class="stages"><thead><tr>{head}</tr></thead>'
              f"<tbody>{body}</tbody></table></div>")
-    return _section("stages", "Stage reports", table)
+    return _section("stages", "Stage reports", table + plots)
 
 
 def _dataset_section(summary: Mapping[str, Any], violins: Mapping[str, bytes]) -> str:
@@ -530,9 +532,11 @@ def render_html(
     violins: Mapping[str, bytes],
     models: Sequence[Mapping[str, Any]],
     omitted_levels: Sequence[int],
+    stage_plots: Mapping[str, bytes] | None = None,
 ) -> str:
-    """The self-contained ``report.html`` of a run (§11.3): header, configuration, stage counts,
-    dataset summary with violins, then one section per model (``id="model-<name>"``).
+    """The self-contained ``report.html`` of a run (§11.3): header, configuration, stage counts (with the
+    earlier stages' plots, e.g. the cloud scatter, under ``stage_plots``), dataset summary with violins,
+    then one section per model (``id="model-<name>"``).
 
     ``config`` should already be masked by the caller; values under secret-looking keys and URL
     passwords are masked again here. Each model is a mapping with ``name``, ``kind``, ``status``,
@@ -546,7 +550,7 @@ def render_html(
         _header(run_id, flow_run_id, created_at, code_version),
         "<main>",
         _config_section(config),
-        _stages_section(stage_counts),
+        _stages_section(stage_counts, stage_plots or {}),
         _dataset_section(dataset_summary, violins),
         _models_section(models, omitted_levels),
         "</main>",
