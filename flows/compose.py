@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from pydantic import BaseModel, Field
 
 from flows.fanout import train_stage
@@ -21,10 +21,11 @@ from tasks.resample import run_resample
 from tasks.runs import close_run, open_run
 from tasks.stage import StageOutput
 from tasks.train import ModelOutcome
-from zeitflow.config import PipelineConfig, SourceConfig
+from zeitflow.config import PipelineConfig, SourceConfig, load_config, parse_config
 from zeitflow.errors import ParameterError, ZeitflowError
 from zeitflow.io import supabase
 from zeitflow.io.metadata import mask_url
+from zeitflow.partitions import parse_partition, partition_of
 
 
 class InteractionOptions(BaseModel):
@@ -34,12 +35,32 @@ class InteractionOptions(BaseModel):
     poll_seconds: int = Field(10, ge=1, le=300)
 
 
-def default_partition(partition: str | None) -> str | None:
-    """The partition given, else the run's scheduled start date; never ``now()`` at deploy time."""
+def default_partition(partition: str | None, unit: str = "day") -> str | None:
+    """The partition given, else the day (or hour) of the run's scheduled start time when the run was
+    scheduled by a deployment; never ``now()`` at deploy time. An ad hoc run without one covers all data."""
     if partition:
+        parse_partition(partition)
         return partition
+    if deployment.id is None:
+        return None
     scheduled = flow_run.scheduled_start_time
-    return scheduled.date().isoformat() if scheduled else None
+    return partition_of(scheduled, unit) if scheduled else None
+
+
+def resolve_config(config: PipelineConfig | None, config_file: str | None,
+                   overrides: list[str] | None) -> PipelineConfig:
+    """The project of a flow run: ``config`` itself, or the YAML at ``config_file`` (relative paths from the
+    working directory, i.e. the repository root for deployments), with ``overrides`` (``a.b=c``) applied."""
+    if (config is None) == (config_file is None):
+        code = "MISSING_PARAMETER" if config is None else "MUTUALLY_EXCLUSIVE"
+        raise ParameterError(code, "give exactly one of config (the project as a mapping) and config_file "
+                             "(a project YAML path)", details={"errors": [
+                                 {"loc": "config", "code": code, "message": "config or config_file"}]})
+    if config_file is not None:
+        return load_config(config_file, overrides or [])
+    if overrides:
+        return parse_config(config.model_dump(mode="json"), overrides)
+    return config
 
 
 def ingest_source(source: SourceConfig, ctx: RunContext, interaction: InteractionOptions) -> list[StageOutput]:

@@ -6,7 +6,7 @@ import uuid
 
 from prefect import flow
 
-from flows.compose import InteractionOptions, pipeline_stages, run_recorded
+from flows.compose import InteractionOptions, pipeline_stages, resolve_config, run_recorded
 from flows.summary import RunSummary
 from tasks.context import RunContext
 from zeitflow.config import PipelineConfig
@@ -14,8 +14,10 @@ from zeitflow.version import code_version
 
 
 @flow(name="pipeline", log_prints=False)
-def pipeline(config: PipelineConfig, interaction: InteractionOptions | None = None) -> RunSummary:
+def pipeline(config: PipelineConfig | None = None, config_file: str | None = None, overrides: list[str] | None = None,
+             interaction: InteractionOptions | None = None) -> RunSummary:
     """Run the pipeline for ``config``: load, resample, clean, align, cloud, dataset (each with its gate),
     then train the configured models."""
-    ctx = RunContext.for_config(config, str(uuid.uuid4()), code_version())
-    return run_recorded(pipeline_stages, config, ctx, "pipeline", None, interaction)
+    project = resolve_config(config, config_file, overrides)
+    ctx = RunContext.for_config(project, str(uuid.uuid4()), code_version())
+    return run_recorded(pipeline_stages, project, ctx, "pipeline", None, interaction)

@@ -6,7 +6,7 @@ import uuid
 
 from prefect import flow
 
-from flows.compose import InteractionOptions, all_stages, run_recorded
+from flows.compose import InteractionOptions, all_stages, resolve_config, run_recorded
 from flows.summary import RunSummary
 from tasks.context import RunContext
 from zeitflow.config import PipelineConfig
@@ -14,7 +14,9 @@ from zeitflow.version import code_version
 
 
 @flow(name="prepare", log_prints=False)
-def prepare(config: PipelineConfig, interaction: InteractionOptions | None = None) -> RunSummary:
+def prepare(config: PipelineConfig | None = None, config_file: str | None = None, overrides: list[str] | None = None,
+            interaction: InteractionOptions | None = None) -> RunSummary:
     """Several channels on one grid and the cloud regression between two of them."""
-    ctx = RunContext.for_config(config, str(uuid.uuid4()), code_version())
-    return run_recorded(all_stages, config, ctx, "prepare", None, interaction)
+    project = resolve_config(config, config_file, overrides)
+    ctx = RunContext.for_config(project, str(uuid.uuid4()), code_version())
+    return run_recorded(all_stages, project, ctx, "prepare", None, interaction)

@@ -7,7 +7,7 @@ import uuid
 
 from prefect import flow
 
-from flows.compose import InteractionOptions, pipeline_stages, run_recorded
+from flows.compose import InteractionOptions, pipeline_stages, resolve_config, run_recorded
 from flows.summary import RunSummary
 from tasks.context import RunContext
 from zeitflow.config import PipelineConfig
@@ -16,8 +16,10 @@ from zeitflow.version import code_version
 
 
 @flow(name="train", log_prints=False)
-def train(config: PipelineConfig, interaction: InteractionOptions | None = None) -> RunSummary:
+def train(config: PipelineConfig | None = None, config_file: str | None = None, overrides: list[str] | None = None,
+          interaction: InteractionOptions | None = None) -> RunSummary:
     """Every data stage of the project, then the configured models on its dataset."""
+    config = resolve_config(config, config_file, overrides)
     if config.training is None:
         raise ParameterError("MISSING_PARAMETER", f"project {config.project!r} has no training section",
                              details={"errors": [{"loc": "training", "code": "MISSING_PARAMETER",

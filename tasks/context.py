@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from zeitflow.config import PipelineConfig
 from zeitflow.io.artifacts import ArtifactStore
 from zeitflow.io.metadata import MetadataStore
+from zeitflow.partitions import Partition, parse_partition
 from zeitflow.settings import Settings, storage_options_for
 
 
@@ -20,10 +21,15 @@ class RunContext(BaseModel):
     storage_root: str
     metadata_url: str
     code_version: str
+    partition: str | None = None
 
     @classmethod
-    def for_config(cls, config: PipelineConfig, run_id: str, code_version: str) -> RunContext:
-        """Resolve storage from the config, falling back to the environment settings."""
+    def for_config(cls, config: PipelineConfig, run_id: str, code_version: str,
+                   partition: str | None = None) -> RunContext:
+        """Resolve storage from the config, falling back to the environment settings. ``partition`` (checked
+        by ``parse_partition``) restricts the loaded data to its window and addresses the outputs."""
+        if partition is not None:
+            parse_partition(partition)
         settings = Settings()
         return cls(
             project=config.project,
@@ -31,7 +37,12 @@ class RunContext(BaseModel):
             storage_root=config.storage.root or settings.storage_root,
             metadata_url=config.storage.metadata_url or settings.metadata_url,
             code_version=code_version,
+            partition=partition,
         )
+
+    def window(self) -> Partition | None:
+        """The partition's window, or None for a run over all data."""
+        return parse_partition(self.partition) if self.partition is not None else None
 
     def storage_options(self) -> dict:
         """fsspec options for the artifact root (endpoint and addressing for S3)."""

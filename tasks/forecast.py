@@ -63,13 +63,20 @@ def _fetch(ctx: RunContext, record: ModelRecord, target: Path) -> None:
 def forecast_output(frame_output: StageOutput, record: ModelRecord, dataset: DatasetConfig,
                     ctx: RunContext) -> StageOutput:
     """Build the newest input window, predict it with the stored model and persist the forecast."""
+    partition = ctx.window()
     params = sha256_json({"model_uri": record.uri, "model_sha256": record.sha256,
-                          "windows": dataset.windows.parameters_hash()})
+                          "windows": dataset.windows.parameters_hash(),
+                          "before": partition.end.isoformat() if partition is not None else None})
     slot = claim_slot(ctx, STAGE, record.name, params, [["frame", frame_output.ref.sha256]])
     csv_uri = slot.uri.removesuffix(".parquet") + ".csv"
     claim_extra(csv_uri)
     frame = read_frame(frame_output.ref.uri, expected_sha256=frame_output.ref.sha256,
                        storage_options=ctx.storage_options())
+    if partition is not None:  # a backfilled forecast sees only what was known at the partition's end
+        frame = frame[frame.index < partition.end]
+        if frame.empty:
+            raise ModelError("NO_MODEL_INPUT", f"partition {partition.text}: no processed data before "
+                             f"{partition.end.isoformat()}", details={"partition": partition.text})
     window = input_window({c: frame[c] for c in dataset.input_channels}, dataset.windows,
                           outputs=dataset.output_channels)
     with tempfile.TemporaryDirectory(prefix="zeitflow-forecast-") as tmp:
@@ -92,7 +99,8 @@ def forecast_output(frame_output: StageOutput, record: ModelRecord, dataset: Dat
     result = forecast_frame(window, Y, sidecar["shape"]["output_features"])
     ctx.artifacts().put_bytes(csv_uri, to_csv_bytes(result))
     report: dict[str, Any] = {
-        "stage": STAGE, "rows_in": len(frame), "rows_out": len(result), "model": record.name, "kind": record.kind,
+        "stage": STAGE, "partition": ctx.partition,
+        "rows_in": len(frame), "rows_out": len(result), "model": record.name, "kind": record.kind,
         "model_uri": record.uri, "model_id": record.id, "reference_time": iso(window.reference_time.value),
         "input_features": window.input_features, "output_features": list(result.columns), "csv_uri": csv_uri,
         "warnings": [],

@@ -22,6 +22,7 @@ from tasks.stage import (
 )
 from zeitflow.config import SourceConfig
 from zeitflow.errors import LoadError, StorageError
+from zeitflow.options.base import sha256_json
 from zeitflow.stages.load import read_raw
 
 STAGE = "load"
@@ -71,14 +72,27 @@ def load_source(source: SourceConfig, ctx: RunContext) -> StageOutput:
     paths = source.paths()
     shas = [source_sha256(p) for p in paths]
     names = ["source"] if len(paths) == 1 else [f"source:{i}" for i in range(len(paths))]
-    slot = claim_slot(ctx, STAGE, source.name, source.load.parameters_hash(),
-                      [[n, s] for n, s in zip(names, shas, strict=True)])
+    window = ctx.window()
+    params = source.load.parameters_hash() if window is None else sha256_json(
+        {"load": source.load.parameters_hash(), "partition": [window.start.isoformat(), window.end.isoformat()]})
+    slot = claim_slot(ctx, STAGE, source.name, params, [[n, s] for n, s in zip(names, shas, strict=True)])
     reused = reuse_output(ctx, slot)
     if reused is not None:
         return reused
     progress = ProgressReporter(f"load {source.name}")
     result = read_raw(paths[0] if len(paths) == 1 else paths, source.load, progress=progress)
-    output = persist_output(ctx, slot, result.frame, result.report.model_dump(mode="json"))
+    frame, report = result.frame, result.report.model_dump(mode="json")
+    if window is not None:
+        frame = frame[window.contains(frame.index)]
+        if frame.empty:
+            raise LoadError(
+                "EMPTY_PARTITION", f"source {source.name!r} has no rows in partition {window.text} "
+                f"[{window.start.isoformat()}, {window.end.isoformat()}); its data span "
+                f"{report.get('first_utc')} .. {report.get('last_utc')}",
+                details={"source": source.name, "partition": window.text, "rows_loaded": len(result.frame)})
+        report = {**report, "partition": window.text, "rows_outside_partition": len(result.frame) - len(frame),
+                  "rows_out": len(frame)}
+    output = persist_output(ctx, slot, frame, report)
     progress.finish()
     return output
 

@@ -57,13 +57,16 @@ class StageOutput(BaseModel):
 def output_slot(ctx: RunContext, stage: str, output_name: str, params_hash: str,
                 inputs: list[list[str]]) -> OutputSlot:
     """The deterministic keys of an output, from its options hash and its inputs
-    (``[[input_name, sha256], ...]`` in the order the stage receives them, §13)."""
+    (``[[input_name, sha256], ...]`` in the order the stage receives them, §13); a partitioned run's outputs
+    go into a ``partition-<key>/`` folder, so re-running a partition rewrites that partition only."""
     inputs_hash = sha256_json(inputs)
     store = ctx.artifacts()
+    window = ctx.window()
+    folder = f"partition-{window.key}/" if window is not None else ""
     return OutputSlot(
         stage=stage, output_name=output_name, params_hash=params_hash, inputs_hash=inputs_hash,
-        uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{output_name}.parquet"),
-        report_uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{output_name}.report.json"),
+        uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{folder}{output_name}.parquet"),
+        report_uri=store.key_for(ctx.project, stage, params_hash, inputs_hash, f"{folder}{output_name}.report.json"),
     )
 
 

@@ -65,7 +65,7 @@ def test_flow_pauses_for_stl_threshold_and_resumes_through_the_api(tmp_path: Pat
     result: dict = {}
 
     def target() -> None:
-        result["state"] = ingest(config, partition="2024-05-01",
+        result["state"] = ingest(config,
                                  interaction=InteractionOptions(threshold_timeout_minutes=5, poll_seconds=1),
                                  return_state=True)
 
@@ -83,7 +83,7 @@ def test_flow_pauses_for_stl_threshold_and_resumes_through_the_api(tmp_path: Pat
     channel = clean.details["channels"]["temp [°C]"]
     assert channel["flagged"]["stl"] >= 1
     # Same answer given up front: the same bytes (resume equals a single call, §3.9).
-    unattended = ingest(parse_config(_config(tmp_path, 3.0)), partition="2024-05-01").stages[-1]
+    unattended = ingest(parse_config(_config(tmp_path, 3.0))).stages[-1]
     frame_interactive = read_frame(clean.uri, expected_sha256=clean.sha256)
     frame_unattended = read_frame(unattended.uri, expected_sha256=unattended.sha256)
     pd.testing.assert_frame_equal(frame_interactive, frame_unattended)
@@ -101,7 +101,7 @@ def test_unanswered_threshold_fails_the_run_with_threshold_timeout(tmp_path: Pat
 
 
 def test_payerne_example_resamples_to_15_minutes_and_cleans(examples_dir: Path, storage_env: Path) -> None:
-    summary = ingest(load_config(examples_dir / "payerne_15min_clean.yaml"), partition="2016-06")
+    summary = ingest(load_config(examples_dir / "payerne_15min_clean.yaml"))
     load, resampled, cleaned = summary.stages
     assert (load.rows_out, resampled.rows_in, resampled.rows_out, cleaned.rows_out) == (43200, 43200, 2880, 2880)
     assert resampled.details["grid_start"] == "2016-06-01T00:00:00Z"
