@@ -21,7 +21,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from numpy.typing import ArrayLike
 
 from zeitflow.errors import EvaluationError, StorageError
 from zeitflow.evaluation.metrics import METRIC_NAMES, TRAINING_TOO_SHORT, MetricResult, all_metrics, seasonal_scale
-from zeitflow.io.artifacts import PARQUET_COMPRESSION
+from zeitflow.io.artifacts import PARQUET_COMPRESSION, write_bytes
 from zeitflow.options.base import canonical_json
 from zeitflow.options.evaluation import EvaluationOptions
 from zeitflow.reports import ProgressCallback, ProgressEvent, emit
@@ -130,28 +129,12 @@ class EvaluationTables:
         return out
 
     def to_parquet(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write the three tables into ``directory`` atomically (temporary files, then ``os.replace``); returns
-        the paths keyed by file name. A failed write raises ``StorageError`` ``WRITE_FAILED``."""
+        """Write the three tables into ``directory``, each atomically (``zeitflow.io.artifacts.write_bytes``);
+        returns the paths keyed by file name. A failed write raises ``StorageError`` ``WRITE_FAILED``."""
         folder = Path(directory)
         payloads = self.to_parquet_bytes()
-        temps: dict[str, str] = {}
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, data in payloads.items():
-                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-                temps[name] = tmp
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(tmp, 0o666 & ~_umask())
-            for name, tmp in temps.items():
-                os.replace(tmp, folder / name)
-        except OSError as exc:
-            for tmp in temps.values():
-                Path(tmp).unlink(missing_ok=True)
-            raise StorageError("WRITE_FAILED", f"writing the evaluation tables to {folder} failed: "
-                               f"{type(exc).__name__}: {exc}", details={"uri": str(folder)}) from exc
+        for name, data in payloads.items():
+            write_bytes(folder / name, data)
         return {name: folder / name for name in payloads}
 
     @classmethod

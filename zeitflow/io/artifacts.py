@@ -217,6 +217,13 @@ def _atomic_write(
     return ObjectInfo(uri=uri, sha256=sha256, size_bytes=size)
 
 
+def write_bytes(uri: str | os.PathLike[str], data: bytes, storage_options: dict[str, Any] | None = None) -> ObjectInfo:
+    """Write ``data`` to ``uri`` (a local path, ``file://`` or ``s3://``) atomically: a finished temporary
+    file, fsynced and renamed (local) or uploaded in one put (S3). The one atomic writer every module uses."""
+    payload = bytes(data)
+    return _atomic_write(os.fspath(uri), lambda handle: handle.write(payload), storage_options)
+
+
 def _get_bytes(uri: str, storage_options: dict[str, Any] | None) -> bytes:
     uri = _canonical_uri(uri)
     fs, path = _resolve(uri, storage_options)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import uuid
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -36,8 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from zeitflow.errors import FrameError, LoadError, ParameterError, StorageError
+from zeitflow.errors import FrameError, LoadError, ParameterError
 from zeitflow.frame import INDEX_NAME, validate_frame
+from zeitflow.io.artifacts import write_bytes
 from zeitflow.reports import MAX_EXAMPLES, ReportWarning
 
 __all__ = ["NA_TOKENS", "SEPARATOR", "TIME_HEADER", "read_csv", "to_csv_bytes", "write_csv"]
@@ -83,7 +83,7 @@ def write_csv(frame: pd.DataFrame, target: Target, decimals: int | None = None) 
     an open binary or text file object (text objects should be opened with ``newline=""``)."""
     data = to_csv_bytes(frame, decimals)
     if isinstance(target, str | os.PathLike):
-        _atomic_write(Path(target), data)
+        write_bytes(Path(target), data)
     elif isinstance(target, io.TextIOBase):
         target.write(data.decode("utf-8"))
     else:
@@ -146,31 +146,6 @@ def _header_field(name: str) -> str:
     if any(ch in name for ch in _NEEDS_QUOTES):
         return '"' + name.replace('"', '""') + '"'
     return name
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``target``, fsync it, then ``os.replace`` it into place."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError("WRITE_FAILED", f"{target}: the CSV could not be written: {exc}",
-                           details={"uri": str(target)}) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-# ------------------------------------------------------------------------------------------------
-# Import
-# ------------------------------------------------------------------------------------------------
 
 
 def _error(code: str, source: str, message: str, **details: Any) -> LoadError:

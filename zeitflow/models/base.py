@@ -9,9 +9,7 @@ model file and ``model.json`` into a directory, each file atomically (temporary 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,10 +18,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zeitflow.errors import ModelError
+from zeitflow.io.artifacts import write_bytes
 from zeitflow.reports import ProgressCallback, ReportWarning
 
 __all__ = [
-    "SIDECAR", "EpochRecord", "FittedShape", "Forecaster", "TrainingHistory", "atomic_write_bytes",
+    "SIDECAR", "EpochRecord", "FittedShape", "Forecaster", "TrainingHistory",
     "check_predict_input", "check_training_arrays", "library_versions", "read_sidecar",
 ]
 
@@ -133,19 +132,6 @@ def check_predict_input(X: Any, shape: FittedShape | None, kind: str) -> np.ndar
     return X
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_sidecar(directory: str | Path) -> dict[str, Any]:
     """The ``model.json`` of a saved model, or MODEL_FILE_INVALID naming what is wrong."""
     path = Path(directory) / SIDECAR
@@ -223,7 +209,7 @@ class Forecaster(ABC):
             "model_file": self.model_file, "shape": self.shape.model_dump(mode="json"),
             "best_epoch": self.best_epoch, "versions": library_versions(),
         }
-        atomic_write_bytes(target / SIDECAR, json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8"))
+        write_bytes(target / SIDECAR, json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8"))
         return target
 
     def restore(self, directory: Path, sidecar: dict[str, Any]) -> None:

@@ -21,11 +21,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from zeitflow.errors import ModelError
+from zeitflow.io.artifacts import write_bytes
 from zeitflow.models.base import (
     EpochRecord,
     Forecaster,
     TrainingHistory,
-    atomic_write_bytes,
     check_predict_input,
     check_training_arrays,
 )
@@ -45,7 +45,7 @@ def dump_joblib(path: Path, obj: Any) -> None:
     """Serialise ``obj`` with joblib and write it atomically (temporary file beside ``path``, then rename)."""
     buffer = io.BytesIO()
     joblib.dump(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def load_joblib(path: Path) -> Any:

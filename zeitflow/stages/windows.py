@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from pydantic import Field
 
 from zeitflow.errors import StorageError, WindowError
 from zeitflow.frame import validate_frame
+from zeitflow.io.artifacts import write_bytes
 from zeitflow.options.windows import NS_PER_HOUR, ChannelWindowSpec, WindowOptions, hours_to_ns
 from zeitflow.reports import ProgressCallback, ProgressEvent, ReportWarning, StageReport, emit
 from zeitflow.stages.grid import NS_PER_MINUTE, iso, minutes_to_ns
@@ -148,7 +148,7 @@ class WindowedDataset:
         npz, meta = self.to_bytes()
         targets = (base.with_name(base.name + ".npz"), base.with_name(base.name + ".json"))
         for target, data in zip(targets, (npz, meta), strict=True):
-            _atomic_write(target, data)
+            write_bytes(target, data)
         return targets
 
     @classmethod
@@ -202,18 +202,6 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
             with archive.open(info, "w", force_zip64=True) as handle:
                 np.lib.format.write_array(handle, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------------
