@@ -26,7 +26,9 @@ from zeitflow.models.base import (
 )
 from zeitflow.models.sklearn import dump_joblib, load_joblib
 from zeitflow.options.models import MODEL_KINDS
+from zeitflow.options.windows import NS_PER_HOUR
 from zeitflow.reports import ProgressCallback, ProgressEvent, emit
+from zeitflow.stages.grid import NS_PER_MINUTE
 from zeitflow.stages.windows import values_at
 
 __all__ = [
@@ -42,8 +44,6 @@ CONTEXT_REQUIRED: Final = "CONTEXT_REQUIRED"
 
 MODEL_FILE: Final = "model.joblib"
 _STATE_FORMAT: Final = "zeitflow.baseline/1"
-_NS_PER_MINUTE: Final = 60_000_000_000
-_NS_PER_HOUR: Final = 3_600_000_000_000
 
 
 def _unavailable(kind: str, reason: str, message: str, **details: Any) -> ModelError:
@@ -51,7 +51,7 @@ def _unavailable(kind: str, reason: str, message: str, **details: Any) -> ModelE
 
 
 def _hours_ns(hours: float) -> int:
-    return round(hours * _NS_PER_HOUR)
+    return round(hours * NS_PER_HOUR)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def seasonal_naive(reference_times: Any, output_series: Mapping[str, pd.Series],
     gaps = max_gap_minutes or {}
     out = np.empty((refs.size, lengths[channels[0]], len(channels)), dtype=np.float64)
     for j, channel in enumerate(channels):
-        offsets_ns = np.round(offsets[channel] * _NS_PER_MINUTE).astype(np.int64)
+        offsets_ns = np.round(offsets[channel] * NS_PER_MINUTE).astype(np.int64)
         times = (refs[:, np.newaxis] + (offsets_ns - season_ns)[np.newaxis, :]).reshape(-1)
         result = values_at(output_series[channel], pd.to_datetime(times, unit="ns", utc=True),
                            max_gap_minutes=gaps.get(channel))
