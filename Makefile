@@ -38,10 +38,10 @@ install-dev: $(VENV)/.installed-dev
 ## demo: set up, then run the pipeline on every bundled example; the last line is the TMY3 report's path
 demo: install
 	@echo "== results: Parquet and reports under ./storage/<project>/, metadata in ./storage/zeitflow.db"
-	@set -e; for cfg in $(EXAMPLES); do \
+	@set -eo pipefail; log=$$(mktemp); for cfg in $(EXAMPLES); do \
 	  echo "== zeitflow run $$cfg"; \
-	  $(BIN)/zeitflow run "$$cfg"; \
-	done
+	  $(BIN)/zeitflow run "$$cfg" | tee -a "$$log"; \
+	done; grep '^report: ' "$$log" | tail -1; rm -f "$$log"
 
 ## test: set up with the dev extras, then run the whole suite (tests start their own services)
 test: install-dev

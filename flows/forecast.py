@@ -18,6 +18,7 @@ from flows.compose import (
     resolve_config,
     run_recorded,
 )
+from flows.progress import RunProgress, data_stage_count
 from flows.summary import RunSummary
 from tasks.context import RunContext
 from tasks.forecast import find_model, run_forecast
@@ -42,10 +43,12 @@ def forecast(config: PipelineConfig | None = None, config_file: str | None = Non
     ctx = RunContext.for_config(config, str(uuid.uuid4()), code_version(), partition=window)
     dataset = config.dataset
 
-    def stages(cfg: PipelineConfig, run: RunContext, options: InteractionOptions) -> Produced:
+    def stages(cfg: PipelineConfig, run: RunContext, options: InteractionOptions, progress: RunProgress) -> Produced:
         record = find_model(run, model)
         everything = run.model_copy(update={"partition": None})  # the input window needs the whole history
-        outputs = data_stages(cfg.model_copy(update={"dataset": None, "training": None}), everything, options)
+        outputs = data_stages(cfg.model_copy(update={"dataset": None, "training": None}), everything, options,
+                              progress)
         return Produced(outputs=[*outputs, run_forecast(outputs[-1], record, dataset, run)])
 
-    return run_recorded(stages, config, ctx, "forecast", window, interaction)
+    return run_recorded(stages, config, ctx, "forecast", window, interaction,
+                        stage_count=data_stage_count(config, with_dataset=False) + 1, training=False)

@@ -59,3 +59,19 @@ def test_invalid_partitions_are_rejected_before_running(examples_dir: Path, stor
         ingest(load_config(examples_dir / "payerne_10min_temperature.yaml"), partition=bad)
     assert caught.value.code == "INVALID_PARTITION"
     assert not list(storage_env.rglob("*.parquet"))
+
+
+def test_one_run_progress_artifact_reaches_100(examples_dir: Path, storage_env: Path) -> None:
+    """§12: the flow run has one progress artifact of its own (the stages' artifacts come on top), at 100 %."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    state = ingest(load_config(examples_dir / "payerne_10min_temperature.yaml"), partition="2016-06-04",
+                   return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["progress"])))
+    run_level = [a for a in artifacts if (a.description or "").startswith("ingest payerne-10min")]
+    assert len(run_level) == 1, [a.description for a in artifacts]
+    assert run_level[0].data == 100.0 and "partition 2016-06-04" in run_level[0].description
