@@ -142,6 +142,58 @@ def run(
         raise typer.Exit(1)  # the other models are stored; a failed or timed-out model is still a failure
 
 
+@app.command()
+def backfill(
+    deployment: Annotated[str, typer.Argument(help="FLOW/DEPLOYMENT, e.g. ingest/ingest-daily")],
+    start: Annotated[str, typer.Option("--start", help="first partition (YYYY-MM-DD, or YYYY-MM-DDTHH for hourly)")],
+    end: Annotated[str, typer.Option("--end", help="last partition, included")],
+    reprocess: Annotated[str, typer.Option("--reprocess", help="none | failed | all")] = "none",
+    max_active: Annotated[int, typer.Option("--max-active", help="runs in flight at once (1-64)")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the partitions; submit nothing")] = False,
+    reverse: Annotated[bool, typer.Option("--reverse", help="newest partition first")] = False,
+    config_file: Annotated[str | None, typer.Option("--config-file", help="project YAML passed to every run")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override passed to every run: a.b=c")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON result as the last line")] = False,
+) -> None:
+    """Submit one run of DEPLOYMENT per partition from --start to --end through the Prefect API
+    (PREFECT_API_URL), skipping partitions the metadata store already has; exit 1 if any partition failed."""
+    _offline_environment()
+    from flows.backfill import backfill as backfill_flow
+
+    state = backfill_flow(deployment, start, end, reprocess=reprocess, max_active=max_active, dry_run=dry_run,
+                          reverse=reverse, config_file=config_file, overrides=set_ or None, return_state=True)
+    try:
+        result = state.result(raise_on_failure=True)
+    except BaseException as exc:  # the flow's own exception, re-raised by Prefect
+        _fail(exc, as_json)
+    verb = "would submit" if result.dry_run else "submitted"
+    typer.echo(f"backfill {result.backfill_id or '(dry run)'} of {deployment} ({result.unit} partitions of "
+               f"project {result.project}): {len(result.partitions)} partitions, {verb} {len(result.submitted)}, "
+               f"skipped {len(result.skipped)}")
+    for partition in result.partitions:
+        if partition in result.skipped:
+            typer.echo(f"  {partition}  skipped: {result.skipped[partition]}")
+        else:
+            state_text = "planned" if result.dry_run else result.states.get(partition, "?")
+            typer.echo(f"  {partition}  {state_text}  {result.flow_runs.get(partition, '')}")
+    if as_json:
+        typer.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False, sort_keys=True))
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    limit: Annotated[int | None, typer.Option("--limit", help="at most this many runs at once")] = None,
+) -> None:
+    """Serve the deployments of prefect.yaml (schedules and parameters from that file) from this process,
+    for local use without a work pool; runs execute in the repository root. Stop with Ctrl-C."""
+    _offline_environment()
+    from deployments.serve import serve_all
+
+    serve_all(limit=limit)
+
+
 @app.command("check-config")
 def check_config(
     config: Annotated[Path, typer.Argument(help="project YAML file")],
