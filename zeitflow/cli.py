@@ -159,12 +159,17 @@ def backfill(
     (PREFECT_API_URL), skipping partitions the metadata store already has; exit 1 if any partition failed."""
     _offline_environment()
     from flows.backfill import backfill as backfill_flow
+    from flows.backfill import run_backfill
 
-    state = backfill_flow(deployment, start, end, reprocess=reprocess, max_active=max_active, dry_run=dry_run,
-                          reverse=reverse, config_file=config_file, overrides=set_ or None, return_state=True)
+    options = {"reprocess": reprocess, "max_active": max_active, "reverse": reverse, "config_file": config_file,
+               "overrides": set_ or None}
     try:
-        result = state.result(raise_on_failure=True)
-    except BaseException as exc:  # the flow's own exception, re-raised by Prefect
+        if dry_run:  # plans only: no flow run, nothing submitted or recorded
+            result = run_backfill(deployment, start, end, dry_run=True, **options)
+        else:
+            result = backfill_flow(deployment, start, end, return_state=True, **options).result(
+                raise_on_failure=True)
+    except BaseException as exc:  # a coded error, or the flow's own exception re-raised by Prefect
         _fail(exc, as_json)
     verb = "would submit" if result.dry_run else "submitted"
     typer.echo(f"backfill {result.backfill_id or '(dry run)'} of {deployment} ({result.unit} partitions of "

@@ -64,9 +64,13 @@ from zeitflow.io.artifacts import DataRef
 from zeitflow.settings import mask_url as _mask_url_text
 
 __all__ = [
+    "BACKFILL_STATUSES",
+    "REPROCESS_CHOICES",
     "RUN_STATUSES",
     "Backfill",
+    "BackfillRecord",
     "BackfillRun",
+    "BackfillRunRecord",
     "Base",
     "ChannelStat",
     "Dataset",
@@ -361,6 +365,40 @@ class RunRecord(BaseModel):
     code_version: str | None
     error_code: str | None
     error_message: str | None
+
+
+class BackfillRunRecord(BaseModel):
+    """A row of ``backfill_runs``: one partition of a backfill and the flow run submitted for it."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    backfill_id: str
+    partition: str
+    idempotency_key: str
+    flow_run_id: str | None
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class BackfillRecord(BaseModel):
+    """A row of ``backfills`` with its ``backfill_runs`` rows (``partitions``, in partition order).
+    ``runs`` is the summary the backfill stored when it finished (every partition, skipped ones included)."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: str
+    deployment: str
+    start: str
+    end: str
+    reprocess: str
+    max_active: int
+    reverse: bool
+    status: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    runs: list[Any]
+    partitions: list[BackfillRunRecord] = []
 
 
 class ModelRecord(BaseModel):
@@ -666,6 +704,114 @@ class MetadataStore:
             row = connection.execute(query).mappings().first()
         return RunRecord.model_validate(dict(row)) if row else None
 
+    def partition_statuses(self, project: str, flow_name: str, partitions: Sequence[str]) -> dict[str, str | None]:
+        """The status of the latest run (by ``started_at``) of each partition for this project and flow;
+        None for a partition that never ran. Every partition asked for is a key of the result."""
+        runs, projects = Run.__table__, Project.__table__
+        wanted = list(dict.fromkeys(partitions))
+        result: dict[str, str | None] = dict.fromkeys(wanted)
+        with self._transaction("READ_FAILED", "reading partition statuses") as connection:
+            for first in range(0, len(wanted), 500):
+                chunk = wanted[first:first + 500]
+                query = (
+                    select(runs.c.partition, runs.c.status)
+                    .join(projects, projects.c.id == runs.c.project_id)
+                    .where(projects.c.name == project, runs.c.flow_name == flow_name, runs.c.partition.in_(chunk))
+                    .order_by(runs.c.started_at, runs.c.id)
+                )
+                for partition, status in connection.execute(query):
+                    result[partition] = status  # ascending order: the last one seen is the latest
+        return result
+
+    def mark_partition_failed(self, project: str, flow_name: str, partition: str,
+                              error_message: str = "marked failed by hand") -> str:
+        """Set the latest run of a partition (for this project and flow) to ``failed`` (error code
+        ``MARKED_FAILED``), so ``reprocess=failed`` runs it again; returns that run's id. A partition without
+        a run is ``OBJECT_NOT_FOUND``."""
+        runs, projects = Run.__table__, Project.__table__
+        query = (
+            select(runs.c.id)
+            .join(projects, projects.c.id == runs.c.project_id)
+            .where(projects.c.name == project, runs.c.flow_name == flow_name, runs.c.partition == partition)
+            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+            .limit(1)
+        )
+        with self._transaction("WRITE_FAILED", "marking a partition failed") as connection:
+            run_id = connection.execute(query).scalar()
+            if run_id is None:
+                raise StorageError(
+                    "OBJECT_NOT_FOUND",
+                    f"no {flow_name!r} run of partition {partition!r} in project {project!r}",
+                    details={"store": "metadata", "table": "runs", "project": project, "flow_name": flow_name,
+                             "partition": partition},
+                )
+            connection.execute(
+                update(runs).where(runs.c.id == run_id).values(
+                    status="failed", finished_at=func.coalesce(runs.c.finished_at, _utcnow()),
+                    error_code="MARKED_FAILED", error_message=error_message,
+                )
+            )
+        return run_id
+
+    # ---- backfills ----------------------------------------------------------------------
+
+    def start_backfill(self, deployment: str, start: str, end: str, reprocess: str = "none", max_active: int = 1,
+                       reverse: bool = False, *, status: str = "running") -> str:
+        """Register a backfill of ``deployment`` over ``start``..``end`` (status ``running``); returns its id."""
+        _check_choice("reprocess", reprocess, REPROCESS_CHOICES)
+        _check_choice("status", status, BACKFILL_STATUSES)
+        values = {
+            "id": new_id(), "deployment": deployment, "start": start, "end": end, "reprocess": reprocess,
+            "max_active": int(max_active), "reverse": bool(reverse), "status": status, "created_at": _utcnow(),
+            "finished_at": None, "runs": [],
+        }
+        statement = Backfill.__table__.insert().values(**values)
+        with self._transaction("WRITE_FAILED", "starting a backfill") as connection:
+            connection.execute(statement)
+        return values["id"]
+
+    def record_backfill_run(self, backfill_id: str, partition: str, idempotency_key: str,
+                            flow_run_id: str | None, status: str) -> None:
+        """Record (upsert on ``backfill_id``, ``partition``) the flow run a backfill submitted for a partition
+        and its state (a Prefect state type in lower case: ``scheduled``, ``running``, ``completed``,
+        ``failed``, ``crashed``, ``cancelled``..., or ``not_submitted``)."""
+        now = _utcnow()
+        table = BackfillRun.__table__
+        values = {"backfill_id": backfill_id, "partition": partition, "idempotency_key": idempotency_key,
+                  "flow_run_id": flow_run_id, "status": status[:32], "created_at": now, "updated_at": now}
+        statement = self._insert(table).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.backfill_id, table.c.partition],
+            set_={k: statement.excluded[k] for k in ("idempotency_key", "flow_run_id", "status", "updated_at")},
+        )
+        with self._transaction("WRITE_FAILED", "recording a backfill run") as connection:
+            connection.execute(statement)
+
+    def finish_backfill(self, backfill_id: str, status: str, runs: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Set a backfill's status (``finished_at`` unless ``pending``/``running``) and, if given, its summary of
+        every partition (``runs``, JSON)."""
+        _check_choice("status", status, BACKFILL_STATUSES)
+        table = Backfill.__table__
+        values: dict[str, Any] = {"status": status,
+                                  "finished_at": None if status in ("pending", "running") else _utcnow()}
+        if runs is not None:
+            values["runs"] = _jsonable(list(runs))
+        with self._transaction("WRITE_FAILED", "finishing a backfill") as connection:
+            if connection.execute(update(table).where(table.c.id == backfill_id).values(**values)).rowcount == 0:
+                raise _not_found("backfill", backfill_id)
+
+    def get_backfill(self, backfill_id: str) -> BackfillRecord | None:
+        """The backfill ``backfill_id`` with its recorded runs, or None."""
+        backfills, backfill_runs = Backfill.__table__, BackfillRun.__table__
+        with self._transaction("READ_FAILED", "reading a backfill") as connection:
+            row = connection.execute(select(backfills).where(backfills.c.id == backfill_id)).mappings().first()
+            if row is None:
+                return None
+            query = (select(backfill_runs).where(backfill_runs.c.backfill_id == backfill_id)
+                     .order_by(backfill_runs.c.partition))
+            partitions = [BackfillRunRecord.model_validate(dict(r)) for r in connection.execute(query).mappings()]
+        return BackfillRecord.model_validate({**dict(row), "runs": row["runs"] or [], "partitions": partitions})
+
     # ---- stage outputs ------------------------------------------------------------------
 
     def record_stage_output(
@@ -967,6 +1113,14 @@ def _check_status(status: str, allowed: tuple[str, ...]) -> None:
         raise ParameterError(
             "INVALID_CHOICE", f"status={status!r} is not allowed: choose one of {list(allowed)}",
             details={"parameter": "status", "value": status},
+        )
+
+
+def _check_choice(parameter: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ParameterError(
+            "INVALID_CHOICE", f"{parameter}={value!r} is not allowed: choose one of {list(allowed)}",
+            details={"parameter": parameter, "value": value},
         )
 
 
