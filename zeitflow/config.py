@@ -77,8 +77,8 @@ class SourceConfig(Options):
     path: str | list[str]
     load: LoadOptions = Field(default_factory=LoadOptions)
     gate: GateOptions = Field(default_factory=GateOptions)
-    resample: ResampleOptions | None = None
-    clean: CleanOptions | None = None
+    resample: ResampleOptions | None = Field(None, title="Resample")
+    clean: CleanOptions | None = Field(None, title="Clean")
 
     @model_validator(mode="after")
     def _clean_needs_grid(self) -> SourceConfig:
@@ -238,11 +238,11 @@ class PipelineConfig(Options):
     project: str
     description: str = ""
     sources: list[SourceConfig]
-    align: AlignOptions | None = None
-    cloud: CloudConfig | None = None
-    dataset: DatasetConfig | None = None
-    training: TrainingConfig | None = None
-    storage: StorageConfig = Field(default_factory=StorageConfig)
+    align: AlignOptions | None = Field(None, title="Align")
+    cloud: CloudConfig | None = Field(None, title="Cloud")
+    dataset: DatasetConfig | None = Field(None, title="Dataset")
+    training: TrainingConfig | None = Field(None, title="Training")
+    storage: StorageConfig = Field(default_factory=StorageConfig, title="Storage")
 
     @field_validator("project")
     @classmethod
