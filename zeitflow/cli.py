@@ -7,6 +7,7 @@ timed out (the other models are still stored and listed)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from zeitflow.errors import ZeitflowError, exit_code_for
+from zeitflow.errors import InputError, ParameterError, ZeitflowError, exit_code_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -30,6 +31,22 @@ _OFFLINE_DEFAULTS = {
 def _offline_environment() -> None:
     for key, value in _OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTracebackForInputErrors) for f in logger.filters):
+            logger.addFilter(_NoTracebackForInputErrors())
+
+
+class _NoTracebackForInputErrors(logging.Filter):
+    """Prefect logs a run's exception with its traceback; for bad input or parameters (exit code 2) the coded
+    message says everything, so the traceback is dropped from the log line (the message stays)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InputError | ParameterError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def _fail(exc: BaseException, as_json: bool) -> None:

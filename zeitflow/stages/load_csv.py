@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -337,6 +337,14 @@ class BlockReader:
             text_before = self._buf[:index] if index >= 0 else b""
         if index >= 0:
             line = text_before.count(b"\n") + 1
+            packed = next((kind for magic, kind in _ARCHIVE_MAGIC if sample.startswith(magic)), None)
+            if packed is not None:
+                raise load_error(
+                    "ENCODING_ERROR",
+                    f"line {line}: the text contains NUL characters: the file is {packed}-compressed, not text",
+                    source=self.name, line=line, encoding=self.encoding,
+                    hint=f"decompress it first (load reads plain text files); it starts with the {packed} signature",
+                )
             raise load_error(
                 "ENCODING_ERROR",
                 f"line {line}: the text contains NUL characters under encoding {self.encoding!r}; it looks like "
@@ -528,6 +536,10 @@ def _split_slow(text: str, delimiter: str) -> list[str]:
     fields.append("".join(current))
     return fields
 
+
+# Signatures of compressed files that are not text (checked when a NUL byte appears).
+_ARCHIVE_MAGIC: Final = ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"), (b"BZh", "bzip2"),
+                         (b"\xfd7zXZ\x00", "xz"), (b"(\xb5/\xfd", "zstd"))
 
 @dataclass
 class Record:
