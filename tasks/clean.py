@@ -23,6 +23,7 @@ from tasks.stage import (
     StageOutput,
     artifact_key,
     claim_slot,
+    naming_source,
     output_slot,
     persist_output,
     remove_slot,
@@ -130,7 +131,8 @@ def clean_output(source: str, input_output: StageOutput, options: CleanOptions, 
     frame = read_frame(input_output.ref.uri, expected_sha256=input_output.ref.sha256,
                        storage_options=ctx.storage_options())
     progress = ProgressReporter(f"clean {source}")
-    result = _call(options, _run_clean, frame, options)
+    with naming_source(source):
+        result = _call(options, _run_clean, frame, options)
     progress.finish()
     return _finish(result, source, input_output, options, [], ctx)
 

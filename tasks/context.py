@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_serializer
 
 from zeitflow.config import PipelineConfig
 from zeitflow.io.artifacts import ArtifactStore
-from zeitflow.io.metadata import MetadataStore
+from zeitflow.io.metadata import MetadataStore, mask_url
 from zeitflow.partitions import Partition, parse_partition
 from zeitflow.settings import Settings, storage_options_for
 
@@ -22,6 +22,12 @@ class RunContext(BaseModel):
     metadata_url: str
     code_version: str
     partition: str | None = None
+
+    @field_serializer("metadata_url", when_used="json")
+    def _masked(self, url: str) -> str:
+        """The JSON form (flow-run parameters on the Prefect server, logs) never carries the password; the
+        object itself, passed to tasks in memory or pickled to workers, keeps the real URL."""
+        return mask_url(url)
 
     @classmethod
     def for_config(cls, config: PipelineConfig, run_id: str, code_version: str,

@@ -48,6 +48,7 @@ from tasks.stage import (
 )
 from zeitflow.config import DatasetConfig
 from zeitflow.errors import WindowError
+from zeitflow.evaluation.plots import plot_name
 from zeitflow.frame import INDEX_NAME
 from zeitflow.io.artifacts import read_frame
 from zeitflow.stages.dataset_plots import violin_plots
@@ -71,8 +72,7 @@ def _object_uris(uri: str) -> dict[str, str]:
 
 def _violin_uri(uri: str, key: str) -> str:
     role, _, name = key.partition(":")
-    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name)
-    return f"{_base(uri)}.violin-{role}-{safe}.png"
+    return f"{_base(uri)}.{plot_name(f'violin-{role}', name)}"
 
 
 def _check_channels(frame: pd.DataFrame, spec: DatasetConfig) -> None:

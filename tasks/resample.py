@@ -9,7 +9,16 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
-from tasks.stage import StageOutput, claim_slot, persist_output, remove_slot, retry_transient, reuse_output, run_gated
+from tasks.stage import (
+    StageOutput,
+    claim_slot,
+    naming_source,
+    persist_output,
+    remove_slot,
+    retry_transient,
+    reuse_output,
+    run_gated,
+)
 from zeitflow.io.artifacts import read_frame
 from zeitflow.options.resample import ResampleOptions
 from zeitflow.stages.resample import ResampleReport, gate_parameters, resample
@@ -29,7 +38,8 @@ def resample_output(source: str, input_output: StageOutput, options: ResampleOpt
     frame = read_frame(input_output.ref.uri, expected_sha256=input_output.ref.sha256,
                        storage_options=ctx.storage_options())
     progress = ProgressReporter(f"resample {source}")
-    result = resample(frame, options, progress=progress)
+    with naming_source(source):
+        result = resample(frame, options, progress=progress)
     output = persist_output(ctx, slot, result.frame, result.report.model_dump(mode="json"))
     progress.finish()
     return output

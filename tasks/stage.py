@@ -3,7 +3,8 @@ the metadata registration task, report publishing, and the transient-retry rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from prefect.transactions import Transaction, get_transaction, transaction
 from pydantic import BaseModel
 
 from tasks.context import RunContext
-from zeitflow.errors import StorageError
+from zeitflow.errors import InputError, StorageError
 from zeitflow.io.artifacts import DataRef, read_frame, read_json, write_frame, write_json
 from zeitflow.io.metadata import MetadataStore
 from zeitflow.options.base import sha256_json
@@ -165,6 +166,19 @@ def retry_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     except Exception:
         return False
     return False
+
+
+@contextmanager
+def naming_source(source: str) -> Iterator[None]:
+    """Prefix an input error of a per-source stage with the source's name (§0.7: messages name the source),
+    unless it already carries one; the error keeps its class, code, details and hint."""
+    try:
+        yield
+    except InputError as exc:
+        if "source" in exc.details:
+            raise
+        raise type(exc)(exc.code, f"source {source!r}: {exc.message}", details={**exc.details, "source": source},
+                        hint=exc.hint) from exc
 
 
 def artifact_key(*parts: str) -> str:

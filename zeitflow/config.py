@@ -29,6 +29,7 @@ from zeitflow.options.report import ReportOptions
 from zeitflow.options.resample import ColumnMethod, ResampleOptions
 from zeitflow.options.scaling import ScalingOptions, SplitOptions
 from zeitflow.options.windows import WindowOptions
+from zeitflow.settings import mask_url
 from zeitflow.stages.clean import check_grid_step
 
 __all__ = [
@@ -42,10 +43,10 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 def _check_name(kind: str, value: str) -> str:
-    if not NAME_PATTERN.match(value) or ".." in value:
+    if not NAME_PATTERN.fullmatch(value) or ".." in value:
         raise param_error(
             "INVALID_NAME",
-            f"{kind}={value!r} is not allowed: use 1-100 letters, digits, '_', '.', '-' "
+            f"{kind}={mask_url(value)!r} is not allowed: use 1-100 letters, digits, '_', '.', '-' "
             "starting with a letter or digit",
         )
     return value
@@ -226,10 +227,23 @@ class TrainingConfig(Options):
 
 
 class StorageConfig(Options):
-    """Where outputs and metadata go; unset fields fall back to ``zeitflow.settings``."""
+    """Where outputs and metadata go; unset fields fall back to ``zeitflow.settings``. A project file is
+    shared, logged and stored with every run, so it must not hold a password: ``metadata_url`` with one is
+    ``CREDENTIALS_IN_CONFIG`` (give it through ``ZEITFLOW_METADATA_URL``, ``PGPASSWORD`` or ``.pgpass``)."""
 
     root: str | None = None
     metadata_url: str | None = None
+
+    @field_validator("metadata_url")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is not None and mask_url(value) != value:
+            raise param_error(
+                "CREDENTIALS_IN_CONFIG",
+                f"storage.metadata_url={mask_url(value)!r} holds a password; a project file is stored with every "
+                "run, so give the URL through ZEITFLOW_METADATA_URL (or the password through PGPASSWORD/.pgpass)",
+            )
+        return value
 
 
 class PipelineConfig(Options):

@@ -70,14 +70,15 @@ def _palette(n: int) -> list[tuple[float, ...]]:
 
 
 def plot_name(prefix: str, name: str) -> str:
-    """``<prefix>_<name>.png`` with every character outside ``[A-Za-z0-9_.-]`` replaced by ``_``.
+    """``<prefix>_<name>.png`` with every character outside ``[A-Za-z0-9_-]`` (dots included, so no ``..``
+    or trailing dot reaches a path) replaced by ``_``.
 
     When a character was replaced, the name was cut to 100 characters, is empty, or already ends like a hash
     suffix, ``__<10 hex digits of sha256(name)>`` is appended, so distinct names never share a file name
     (short of a hash collision) while plain names stay readable."""
     if not prefix or _SAFE.search(prefix):
         raise ValueError(f"prefix {prefix!r} must be non-empty and use only [A-Za-z0-9_.-]")
-    safe = _SAFE.sub("_", name)
+    safe = _SAFE.sub("_", name).replace(".", "_")
     if safe != name or not name or len(name) > _NAME_MAX or _HASHED.search(name):
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
         safe = f"{safe[:_NAME_MAX]}__{digest}"

@@ -369,9 +369,13 @@ def _reference_times(channels: list[_Channel], options: WindowOptions) -> tuple[
     if r_start > r_end:
         ranges = {c.key: {"first": iso(c.first), "last": iso(c.last),
                           "horizon_hours": [c.spec.horizon_start_hours, c.spec.horizon_end_hours]} for c in channels}
+        late = max(channels, key=lambda c: c.first - c.hs)
+        early = min(channels, key=lambda c: c.last - c.he)
         raise WindowError(
             "NO_COMMON_RANGE",
-            f"the channels share no reference range: R_start={iso(r_start)} > R_end={iso(r_end)}",
+            f"the channels share no reference range: R_start={iso(r_start)} (set by {late.key}, data from "
+            f"{iso(late.first)}) > R_end={iso(r_end)} (set by {early.key}, data until {iso(early.last)}); the "
+            "series is too short for the requested horizons",
             details={"range_start": iso(r_start), "range_end": iso(r_end), "channels": ranges},
         )
     stride = minutes_to_ns(options.stride_minutes)
@@ -498,9 +502,12 @@ def build_windows(
 
     drops = {key: {r: n for r, n in reasons.items() if n} for key, reasons in drops.items()}
     if kept == 0:
+        worst = max(drops.items(), key=lambda item: sum(item[1].values()), default=(None, {}))
+        cause = (f"; most drops: {worst[0]} ({', '.join(f'{r} {n}' for r, n in worst[1].items())})"
+                 if worst[0] is not None else "")
         raise WindowError(
             "NO_SAMPLES", f"none of the {total} reference times between {iso(r_start)} and {iso(r_end)} yields a "
-            "valid sample", details={"references_total": total, "samples_dropped_by_channel": drops},
+            f"valid sample{cause}", details={"references_total": total, "samples_dropped_by_channel": drops},
         )
     if kept < total:
         X, Y, kept_refs = X[:kept].copy(), Y[:kept].copy(), kept_refs[:kept].copy()
