@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from abc import abstractmethod
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -169,9 +170,9 @@ class KerasForecaster(Forecaster):
         super().__init__(spec)
         self.model: Any = None
 
+    @abstractmethod
     def _build_network(self, keras: Any, n_in: int, c_in: int, n_out: int, c_out: int) -> Any:
         """The uncompiled Keras model for the fitted shapes."""
-        raise NotImplementedError
 
     def _fit_warnings(self, n_in: int) -> list[ReportWarning]:
         """Warnings about the spec relative to the data (none by default)."""
