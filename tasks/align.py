@@ -6,11 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
-from tasks.stage import StageOutput, claim_slot, persist_output, remove_slot, retry_transient, reuse_output, run_gated
+from tasks.stage import (
+    OutputSlot,
+    StageOutput,
+    cached_output,
+    claim,
+    output_slot,
+    persist_output,
+    remove_slot,
+    retry_transient,
+    reuse_output,
+    run_gated,
+    slot_identity,
+)
 from zeitflow.io.artifacts import read_frame
 from zeitflow.options.align import AlignOptions
 from zeitflow.stages.align import AlignReport, align, gate_parameters
@@ -20,12 +32,20 @@ SUITE = "aligned"
 OUTPUT = "aligned"
 
 
+def _slot(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunContext) -> OutputSlot:
+    return output_slot(ctx, STAGE, OUTPUT, options.parameters_hash(),
+                       [[f"frames:{name}", output.ref.sha256] for name, output in inputs.items()])
+
+
+def _identity(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunContext) -> CacheIdentity:
+    return slot_identity(ctx, _slot(inputs, options, ctx))
+
+
 @task(name="align", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
 def align_outputs(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunContext) -> StageOutput:
     """Read every source's frame by reference (checksums verified), align them, persist the result."""
-    slot = claim_slot(ctx, STAGE, OUTPUT, options.parameters_hash(),
-                      [[f"frames:{name}", output.ref.sha256] for name, output in inputs.items()])
+    slot = claim(ctx, _slot(inputs, options, ctx))
     reused = reuse_output(ctx, slot)
     if reused is not None:
         return reused
@@ -47,4 +67,4 @@ def _gate_parameters(output: StageOutput) -> dict[str, Any]:
 
 def run_align(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunContext) -> StageOutput:
     """Align through the ``aligned`` gate (one transaction; see ``run_gated``)."""
-    return run_gated(lambda: align_outputs(inputs, options, ctx), SUITE, _gate_parameters, ctx)
+    return run_gated(lambda: cached_output(align_outputs, inputs, options, ctx), SUITE, _gate_parameters, ctx)

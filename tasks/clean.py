@@ -17,11 +17,13 @@ from prefect.flow_runs import pause_flow_run
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
 from tasks.stage import (
     StageOutput,
     artifact_key,
+    call_cached,
     claim_slot,
     naming_source,
     output_slot,
@@ -30,6 +32,7 @@ from tasks.stage import (
     retry_transient,
     reuse_output,
     run_gated,
+    slot_identity,
 )
 from tasks.threshold import ThresholdInput
 from zeitflow.errors import CleanError
@@ -119,8 +122,15 @@ def _finish(result: CleanResult, source: str, input_output: StageOutput, options
     ))
 
 
+def _identity(source: str, input_output: StageOutput, options: CleanOptions, ctx: RunContext) -> CacheIdentity:
+    """Only a result without interactive answers is cached: an answered run's output lives under another
+    options hash, so a cached pending request (whose objects never exist under this slot) is expired."""
+    return slot_identity(ctx, output_slot(ctx, STAGE, source, _params_hash(options, []),
+                                          [["frame", input_output.ref.sha256]]))
+
+
 @task(name="clean", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
 def clean_output(source: str, input_output: StageOutput, options: CleanOptions, ctx: RunContext) -> CleanOutcome:
     """Clean one stage output; reuse a registered result when no interactive answer is involved."""
     slot = output_slot(ctx, STAGE, source, _params_hash(options, []), [["frame", input_output.ref.sha256]])
@@ -185,7 +195,9 @@ def run_clean(source: str, input_output: StageOutput, options: CleanOptions, ctx
     """Clean through the ``cleaned`` gate, pausing for every threshold that was not configured."""
 
     def compute() -> StageOutput:
-        outcome = clean_output(source, input_output, options, ctx)
+        outcome, cached = call_cached(clean_output, source, input_output, options, ctx)
+        if cached and outcome.output is not None:
+            return outcome.output.model_copy(update={"reused": True})
         while outcome.pending is not None:
             answer = ask_threshold(outcome.pending, timeout_minutes, poll_seconds)
             outcome = resume_clean(outcome.pending, answer, ctx)

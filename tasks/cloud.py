@@ -8,20 +8,24 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_link_artifact
-from prefect.cache_policies import NO_CACHE
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
 from tasks.stage import (
+    OutputSlot,
     StageOutput,
     artifact_key,
+    cached_output,
+    claim,
     claim_extra,
-    claim_slot,
+    output_slot,
     persist_output,
     remove_slot,
     retry_transient,
     reuse_output,
     run_gated,
+    slot_identity,
 )
 from zeitflow.config import CloudConfig
 from zeitflow.errors import CloudError
@@ -40,11 +44,20 @@ def _plot_uri(uri: str) -> str:
     return uri.removesuffix(".parquet") + ".png"
 
 
+def _slot(input_output: StageOutput, spec: CloudConfig, ctx: RunContext) -> OutputSlot:
+    return output_slot(ctx, STAGE, OUTPUT, spec.parameters_hash(), [["frame", input_output.ref.sha256]])
+
+
+def _identity(input_output: StageOutput, spec: CloudConfig, ctx: RunContext) -> CacheIdentity:
+    slot = _slot(input_output, spec, ctx)
+    return slot_identity(ctx, slot, _plot_uri(slot.uri))
+
+
 @task(name="cloud", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
 def cloud_output(input_output: StageOutput, spec: CloudConfig, ctx: RunContext) -> StageOutput:
     """Fit the cloud on the aligned frame and persist the (filtered, interpolated) frame and plot."""
-    slot = claim_slot(ctx, STAGE, OUTPUT, spec.parameters_hash(), [["frame", input_output.ref.sha256]])
+    slot = claim(ctx, _slot(input_output, spec, ctx))
     plot_uri = _plot_uri(slot.uri)
     claim_extra(plot_uri)
     reused = reuse_output(ctx, slot)
@@ -107,7 +120,7 @@ def run_cloud(aligned: StageOutput, spec: CloudConfig, ctx: RunContext) -> Stage
     """Cloud regression through its gate: ``aligned`` while the output is on a regular grid."""
     suite = _suite(spec)
     parameters = (lambda o: _gate_parameters(o, aligned)) if suite == SUITE else _raw_parameters
-    output = run_gated(lambda: cloud_output(aligned, spec, ctx), suite, parameters, ctx)
+    output = run_gated(lambda: cached_output(cloud_output, aligned, spec, ctx), suite, parameters, ctx)
     create_link_artifact(output.report["plot_uri"], link_text=f"cloud {spec.target} vs {spec.predictor}",
                          key=artifact_key("cloud", "plot"), description=output.report["fit"]["equation"])
     return output

@@ -31,13 +31,17 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import transaction
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
 from tasks.stage import (
+    OutputSlot,
     StageOutput,
     artifact_key,
+    cached_output,
+    claim,
     claim_extra,
-    claim_slot,
+    output_slot,
     persist_output,
     publish_report,
     quality_gate,
@@ -45,6 +49,7 @@ from tasks.stage import (
     remove_slot,
     retry_transient,
     reuse_output,
+    slot_identity,
 )
 from zeitflow.config import DatasetConfig
 from zeitflow.errors import WindowError
@@ -114,11 +119,20 @@ def _reusable(ctx: RunContext, output: StageOutput) -> bool:
     return all(u and store.exists(u) for u in uris)
 
 
+def _slot(input_output: StageOutput, spec: DatasetConfig, ctx: RunContext) -> OutputSlot:
+    return output_slot(ctx, STAGE, spec.name, spec.parameters_hash(), [["frame", input_output.ref.sha256]])
+
+
+def _identity(input_output: StageOutput, spec: DatasetConfig, ctx: RunContext) -> CacheIdentity:
+    slot = _slot(input_output, spec, ctx)
+    return slot_identity(ctx, slot, *_object_uris(slot.uri).values())
+
+
 @task(name="dataset", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
 def build_dataset(input_output: StageOutput, spec: DatasetConfig, ctx: RunContext) -> StageOutput:
     """Windows, split and scalers over the input frame (read by reference, checksum verified)."""
-    slot = claim_slot(ctx, STAGE, spec.name, spec.parameters_hash(), [["frame", input_output.ref.sha256]])
+    slot = claim(ctx, _slot(input_output, spec, ctx))
     uris = _object_uris(slot.uri)
     for uri in uris.values():
         claim_extra(uri)
@@ -233,7 +247,7 @@ def run_dataset(input_output: StageOutput, spec: DatasetConfig, ctx: RunContext)
     """Build, gate (``windows``, then ``features`` when calendar features exist) and register the dataset as
     one transaction: a failed gate or registration removes every object and row (see ``run_gated``)."""
     with transaction():
-        output = build_dataset(input_output, spec, ctx)
+        output = cached_output(build_dataset, input_output, spec, ctx)
         gate = quality_gate(output, WINDOWS_SUITE, _windows_parameters(output), ctx)
         if output.report["calendar_features"]:
             features = quality_gate(output, FEATURES_SUITE, _features_parameters(output), ctx)

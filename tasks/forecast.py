@@ -12,11 +12,23 @@ from typing import Any
 
 import pandas as pd
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.isolation import run_isolated
-from tasks.stage import StageOutput, claim_extra, claim_slot, persist_output, remove_slot, retry_transient, run_gated
+from tasks.stage import (
+    OutputSlot,
+    StageOutput,
+    cached_output,
+    claim,
+    claim_extra,
+    output_slot,
+    persist_output,
+    remove_slot,
+    retry_transient,
+    run_gated,
+    slot_identity,
+)
 from zeitflow.config import DatasetConfig
 from zeitflow.errors import ModelError
 from zeitflow.io.artifacts import read_frame
@@ -58,17 +70,32 @@ def _fetch(ctx: RunContext, record: ModelRecord, target: Path) -> None:
         (target / name).write_bytes(store.get_bytes(f"{record.uri}/{name}", expected_sha256=expected))
 
 
-@task(name="forecast", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
-def forecast_output(frame_output: StageOutput, record: ModelRecord, dataset: DatasetConfig,
-                    ctx: RunContext) -> StageOutput:
-    """Build the newest input window, predict it with the stored model and persist the forecast."""
+def _slot(frame_output: StageOutput, record: ModelRecord, dataset: DatasetConfig, ctx: RunContext) -> OutputSlot:
     partition = ctx.window()
     params = sha256_json({"model_uri": record.uri, "model_sha256": record.sha256,
                           "windows": dataset.windows.parameters_hash(),
                           "before": partition.end.isoformat() if partition is not None else None})
-    slot = claim_slot(ctx, STAGE, record.name, params, [["frame", frame_output.ref.sha256]])
-    csv_uri = slot.uri.removesuffix(".parquet") + ".csv"
+    return output_slot(ctx, STAGE, record.name, params, [["frame", frame_output.ref.sha256]])
+
+
+def _csv_uri(slot: OutputSlot) -> str:
+    return slot.uri.removesuffix(".parquet") + ".csv"
+
+
+def _identity(frame_output: StageOutput, record: ModelRecord, dataset: DatasetConfig,
+              ctx: RunContext) -> CacheIdentity:
+    slot = _slot(frame_output, record, dataset, ctx)
+    return slot_identity(ctx, slot, _csv_uri(slot))
+
+
+@task(name="forecast", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
+      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+def forecast_output(frame_output: StageOutput, record: ModelRecord, dataset: DatasetConfig,
+                    ctx: RunContext) -> StageOutput:
+    """Build the newest input window, predict it with the stored model and persist the forecast."""
+    partition = ctx.window()
+    slot = claim(ctx, _slot(frame_output, record, dataset, ctx))
+    csv_uri = _csv_uri(slot)
     claim_extra(csv_uri)
     frame = read_frame(frame_output.ref.uri, expected_sha256=frame_output.ref.sha256,
                        storage_options=ctx.storage_options())
@@ -120,4 +147,5 @@ def gate_parameters(output: StageOutput) -> dict[str, Any]:
 def run_forecast(frame_output: StageOutput, record: ModelRecord, dataset: DatasetConfig,
                  ctx: RunContext) -> StageOutput:
     """Forecast, gate and register as one transaction (a failed gate removes the Parquet and the CSV)."""
-    return run_gated(lambda: forecast_output(frame_output, record, dataset, ctx), SUITE, gate_parameters, ctx)
+    return run_gated(lambda: cached_output(forecast_output, frame_output, record, dataset, ctx), SUITE,
+                     gate_parameters, ctx)

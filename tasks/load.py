@@ -9,16 +9,21 @@ import fsspec
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
 from tasks.stage import (
+    OutputSlot,
     StageOutput,
-    claim_slot,
+    cached_output,
+    claim,
+    output_slot,
     persist_output,
     remove_slot,
     retry_transient,
     reuse_output,
     run_gated,
+    slot_identity,
 )
 from zeitflow.config import SourceConfig
 from zeitflow.errors import LoadError, StorageError
@@ -64,21 +69,37 @@ def dropped_rows(report: dict[str, Any]) -> dict[str, int]:
     return totals
 
 
-@task(name="load", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
+@task(name="source-checksums", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
       cache_policy=NO_CACHE)
-def load_source(source: SourceConfig, ctx: RunContext) -> StageOutput:
-    """Read one source (or merge its exports), write the frame atomically and return its reference.
-    An output already registered for the same inputs, options and code is reused, not recomputed."""
-    paths = source.paths()
-    shas = [source_sha256(p) for p in paths]
-    names = ["source"] if len(paths) == 1 else [f"source:{i}" for i in range(len(paths))]
+def source_checksums(source: SourceConfig) -> list[str]:
+    """sha256 of every file of a source: the load stage's input identity, and so its cache key."""
+    return [source_sha256(p) for p in source.paths()]
+
+
+def _slot(source: SourceConfig, shas: list[str], ctx: RunContext) -> OutputSlot:
+    names = ["source"] if len(shas) == 1 else [f"source:{i}" for i in range(len(shas))]
     window = ctx.window()
     params = source.load.parameters_hash() if window is None else sha256_json(
         {"load": source.load.parameters_hash(), "partition": [window.start.isoformat(), window.end.isoformat()]})
-    slot = claim_slot(ctx, STAGE, source.name, params, [[n, s] for n, s in zip(names, shas, strict=True)])
+    return output_slot(ctx, STAGE, source.name, params, [[n, s] for n, s in zip(names, shas, strict=True)])
+
+
+def _identity(source: SourceConfig, shas: list[str], ctx: RunContext) -> CacheIdentity:
+    return slot_identity(ctx, _slot(source, shas, ctx))
+
+
+@task(name="load", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
+      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+def load_source(source: SourceConfig, shas: list[str], ctx: RunContext) -> StageOutput:
+    """Read one source (or merge its exports) whose files have the checksums ``shas``, write the frame
+    atomically and return its reference. An output already registered for the same inputs, options and code
+    is reused, not recomputed."""
+    paths = source.paths()
+    slot = claim(ctx, _slot(source, shas, ctx))
     reused = reuse_output(ctx, slot)
     if reused is not None:
         return reused
+    window = ctx.window()
     progress = ProgressReporter(f"load {source.name}")
     result = read_raw(paths[0] if len(paths) == 1 else paths, source.load, progress=progress)
     frame, report = result.frame, result.report.model_dump(mode="json")
@@ -108,4 +129,6 @@ def gate_parameters(source: SourceConfig, output: StageOutput) -> dict[str, Any]
 
 def run_load(source: SourceConfig, ctx: RunContext) -> StageOutput:
     """Load one source through its ``raw_loaded`` gate (one transaction; see ``run_gated``)."""
-    return run_gated(lambda: load_source(source, ctx), SUITE, lambda out: gate_parameters(source, out), ctx)
+    shas = source_checksums(source)
+    return run_gated(lambda: cached_output(load_source, source, shas, ctx), SUITE,
+                     lambda out: gate_parameters(source, out), ctx)

@@ -5,19 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
 from tasks.stage import (
+    OutputSlot,
     StageOutput,
-    claim_slot,
+    cached_output,
+    claim,
     naming_source,
+    output_slot,
     persist_output,
     remove_slot,
     retry_transient,
     reuse_output,
     run_gated,
+    slot_identity,
 )
 from zeitflow.io.artifacts import read_frame
 from zeitflow.options.resample import ResampleOptions
@@ -27,11 +31,19 @@ STAGE = "resample"
 SUITE = "resampled"
 
 
+def _slot(source: str, input_output: StageOutput, options: ResampleOptions, ctx: RunContext) -> OutputSlot:
+    return output_slot(ctx, STAGE, source, options.parameters_hash(), [["frame", input_output.ref.sha256]])
+
+
+def _identity(source: str, input_output: StageOutput, options: ResampleOptions, ctx: RunContext) -> CacheIdentity:
+    return slot_identity(ctx, _slot(source, input_output, options, ctx))
+
+
 @task(name="resample", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
 def resample_output(source: str, input_output: StageOutput, options: ResampleOptions, ctx: RunContext) -> StageOutput:
     """Resample one stage output (read by reference, checksum verified) and persist the grid frame."""
-    slot = claim_slot(ctx, STAGE, source, options.parameters_hash(), [["frame", input_output.ref.sha256]])
+    slot = claim(ctx, _slot(source, input_output, options, ctx))
     reused = reuse_output(ctx, slot)
     if reused is not None:
         return reused
@@ -54,4 +66,5 @@ def _gate_parameters(output: StageOutput) -> dict[str, Any]:
 
 def run_resample(source: str, input_output: StageOutput, options: ResampleOptions, ctx: RunContext) -> StageOutput:
     """Resample through the ``resampled`` gate (one transaction; see ``run_gated``)."""
-    return run_gated(lambda: resample_output(source, input_output, options, ctx), SUITE, _gate_parameters, ctx)
+    return run_gated(lambda: cached_output(resample_output, source, input_output, options, ctx), SUITE,
+                     _gate_parameters, ctx)

@@ -18,6 +18,7 @@ from prefect.states import State
 from prefect.transactions import Transaction, get_transaction, transaction
 from pydantic import BaseModel
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from zeitflow.errors import InputError, StorageError
 from zeitflow.io.artifacts import DataRef, read_frame, read_json, write_frame, write_json
@@ -74,12 +75,36 @@ def output_slot(ctx: RunContext, stage: str, output_name: str, params_hash: str,
 def claim_slot(ctx: RunContext, stage: str, output_name: str, params_hash: str,
                inputs: list[list[str]]) -> OutputSlot:
     """``output_slot``, registered with the running task's transaction so a rollback removes it."""
-    slot = output_slot(ctx, stage, output_name, params_hash, inputs)
+    return claim(ctx, output_slot(ctx, stage, output_name, params_hash, inputs))
+
+
+def claim(ctx: RunContext, slot: OutputSlot) -> OutputSlot:
+    """Register ``slot`` with the running task's transaction so a rollback removes its objects."""
     txn = get_transaction()
     if txn is not None:
         txn.set("slot", slot)
         txn.set("run_context", ctx)
     return slot
+
+
+def slot_identity(ctx: RunContext, slot: OutputSlot, *extra_uris: str) -> CacheIdentity:
+    """The cache identity of a stage output: its deterministic keys (which already name the storage root,
+    project, stage, options hash, input checksums and partition) and the objects a cached result needs."""
+    return CacheIdentity(key_parts=[slot.uri, slot.report_uri], code_version=ctx.code_version,
+                         required_uris=[slot.uri, slot.report_uri, *extra_uris], storage_root=ctx.storage_root,
+                         storage_options=ctx.storage_options())
+
+
+def call_cached(stage_task: Task, *args: Any) -> tuple[Any, bool]:
+    """Call a cached stage task and say whether Prefect served it from its cache (a *Cached* state)."""
+    state = stage_task(*args, return_state=True)
+    return state.result(), state.name == "Cached"
+
+
+def cached_output(stage_task: Task, *args: Any) -> StageOutput:
+    """A stage task's output, marked ``reused`` when it came from Prefect's cache."""
+    output, cached = call_cached(stage_task, *args)
+    return output.model_copy(update={"reused": True}) if cached else output
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -148,7 +173,8 @@ def remove_slot(txn: Transaction) -> None:
 def run_gated(compute: Callable[[], StageOutput], suite: str,
               gate_parameters: Callable[[StageOutput], dict[str, Any]], ctx: RunContext) -> StageOutput:
     """Compute, gate and register one output as one transaction: a failed gate or registration rolls
-    the object and its metadata row back (the compute task's ``on_rollback`` hook)."""
+    the object and its metadata row back (the compute task's ``on_rollback`` hook), and the compute task's
+    cache record is written only when the whole transaction commits."""
     with transaction():
         output = compute()
         gate = quality_gate(output, suite, gate_parameters(output), ctx)
@@ -205,7 +231,14 @@ def publish_report(output: StageOutput) -> None:
                           description=f"{output.stage} channel statistics")
 
 
-@task(name="quality-gate", cache_policy=NO_CACHE)
+def _gate_identity(output: StageOutput, suite: str, parameters: dict[str, Any], ctx: RunContext) -> CacheIdentity:
+    """A gate's verdict depends on the object's bytes, the suite, its parameters and the code version."""
+    return CacheIdentity(key_parts=[suite, output.ref.uri, output.ref.sha256, sha256_json(parameters)],
+                         code_version=ctx.code_version, required_uris=[output.ref.uri],
+                         storage_root=ctx.storage_root, storage_options=ctx.storage_options())
+
+
+@task(name="quality-gate", cache_policy=stage_cache(_gate_identity), **CACHED_TASK_OPTIONS)
 def quality_gate(output: StageOutput, suite: str, parameters: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Validate the written object (not an in-memory copy) against a GX suite. A failure publishes
     a table of the failed expectations and raises ``DataQualityError`` (never retried)."""

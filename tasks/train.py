@@ -29,10 +29,11 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 from pydantic import BaseModel
 
+from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.isolation import run_isolated
 from tasks.progress import ProgressReporter
-from tasks.stage import StageOutput, artifact_key, retry_transient
+from tasks.stage import StageOutput, artifact_key, call_cached, retry_transient
 from zeitflow.config import DatasetConfig, TrainingConfig
 from zeitflow.errors import ModelError
 from zeitflow.io.artifacts import read_frame
@@ -181,32 +182,58 @@ def _run_name() -> str:
     return f"train-{task_run.parameters['spec'].model_name}"
 
 
+def _identity(spec: Any, dataset: StageOutput, source: StageOutput, dataset_config: DatasetConfig,
+              training: TrainingConfig, ctx: RunContext) -> CacheIdentity:
+    """A fitted model is identified by its folder (spec hash, dataset checksums, code version); a cached
+    fit is valid while its ``result.json`` exists (written last, so the files before it do too)."""
+    prefix = model_prefix(ctx, spec, dataset, dataset_config)
+    return CacheIdentity(key_parts=[prefix], code_version=ctx.code_version, required_uris=[f"{prefix}/{RESULT}"],
+                         storage_root=ctx.storage_root, storage_options=ctx.storage_options())
+
+
+def _fit_run_name() -> str:
+    return f"fit-{task_run.parameters['spec'].model_name}"
+
+
+@task(name="fit-model", task_run_name=_fit_run_name, retries=2, retry_delay_seconds=[1, 4],
+      retry_condition_fn=retry_transient, cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+def fit_model(spec: Any, dataset: StageOutput, source: StageOutput, dataset_config: DatasetConfig,
+              training: TrainingConfig, ctx: RunContext) -> tuple[dict[str, Any], bool]:
+    """Fit one model spec and store it (or find it already stored); returns its ``result.json`` content and
+    whether it was already stored."""
+    prefix = model_prefix(ctx, spec, dataset, dataset_config)
+    result = _stored_result(ctx, prefix)
+    if result is not None:
+        return result, True
+    data = training_data(ctx, dataset, source, dataset_config, spec.kind == "seasonal_naive")
+    with tempfile.TemporaryDirectory(prefix=f"zeitflow-{spec.model_name}-") as tmp:
+        directory = Path(tmp) / "model"
+        outcome, elapsed = _fit(spec, data, directory, training)
+        history = outcome.history
+        result = {
+            "name": spec.model_name, "kind": spec.kind, "spec": spec.model_dump(mode="json"),
+            "code_version": ctx.code_version, "fit_seconds": elapsed,
+            "history": history.model_dump(mode="json"),
+            "val_mae": mae_per_channel(data.val.Y, outcome.predictions["val"], data.output_features),
+            "test_mae": mae_per_channel(data.test.Y, outcome.predictions["test"], data.output_features),
+            "output_features": data.output_features,
+        }
+        extra = {HISTORY: history.model_dump_json(indent=2).encode("utf-8"),
+                 PREDICTIONS: _npz({f"{k}_pred": v for k, v in outcome.predictions.items()})}
+        result["model_sha256"] = _upload(ctx, prefix, directory, extra, result)
+    return result, False
+
+
 @task(name="train-model", task_run_name=_run_name, retries=2, retry_delay_seconds=[1, 4],
       retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def train_model(spec: Any, dataset: StageOutput, source: StageOutput, dataset_config: DatasetConfig,
                 training: TrainingConfig, ctx: RunContext, dataset_id: str | None = None) -> ModelOutcome:
-    """Fit one model spec on the dataset (or reuse the stored one), store it and register its row."""
+    """Fit one model spec on the dataset (``fit-model``, served from Prefect's cache or the model store when
+    already stored), then register its row for this run and publish its summary."""
     logger = get_run_logger()
     prefix = model_prefix(ctx, spec, dataset, dataset_config)
-    result = _stored_result(ctx, prefix)
-    reused = result is not None
-    if result is None:
-        data = training_data(ctx, dataset, source, dataset_config, spec.kind == "seasonal_naive")
-        with tempfile.TemporaryDirectory(prefix=f"zeitflow-{spec.model_name}-") as tmp:
-            directory = Path(tmp) / "model"
-            outcome, elapsed = _fit(spec, data, directory, training)
-            history = outcome.history
-            result = {
-                "name": spec.model_name, "kind": spec.kind, "spec": spec.model_dump(mode="json"),
-                "code_version": ctx.code_version, "fit_seconds": elapsed,
-                "history": history.model_dump(mode="json"),
-                "val_mae": mae_per_channel(data.val.Y, outcome.predictions["val"], data.output_features),
-                "test_mae": mae_per_channel(data.test.Y, outcome.predictions["test"], data.output_features),
-                "output_features": data.output_features,
-            }
-            extra = {HISTORY: history.model_dump_json(indent=2).encode("utf-8"),
-                     PREDICTIONS: _npz({f"{k}_pred": v for k, v in outcome.predictions.items()})}
-            result["model_sha256"] = _upload(ctx, prefix, directory, extra, result)
+    (result, stored), cached = call_cached(fit_model, spec, dataset, source, dataset_config, training, ctx)
+    reused = stored or cached
     store = ctx.metadata()
     try:
         model_id = store.record_model(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,26 @@ def test_save_load_round_trip(kind: str, tmy3: Slice, trained: dict, tmp_path: P
                                 "output_features": ["temperature", "dew_point"]}
     assert sidecar["best_epoch"] == history.best_epoch
     assert {"python", "numpy", "scikit-learn", "keras", "tensorflow"} <= set(sidecar["versions"])
+
+
+def test_saving_twice_gives_the_same_bytes(trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two saves of the same weights, seconds apart, are byte-identical: no save time in the archive."""
+    import time
+    import zipfile
+
+    model, _, _ = trained["dense"]
+    model.save(tmp_path / "a")
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 86_400.0)  # Keras stamps the wall clock
+    model.save(tmp_path / "b")
+    first, second = ((tmp_path / d / "model.keras").read_bytes() for d in ("a", "b"))
+    assert first == second
+    with zipfile.ZipFile(tmp_path / "a" / "model.keras") as archive:
+        assert {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert "date_saved" not in json.loads(archive.read("metadata.json"))
+        shared = re.findall(r'"shared_object_id": (\d+)', archive.read("config.json").decode())
+    # memory addresses replaced by their order of appearance, so another process saves the same config
+    assert shared and {int(n) for n in shared} == set(range(1, len(set(shared)) + 1))
 
 
 def test_load_of_corrupt_model_file_is_model_file_invalid(trained: dict, tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ only in a process in which no other Keras model is built or trained at the same 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
+import zipfile
 from abc import abstractmethod
 from functools import cache
 from pathlib import Path
@@ -32,8 +34,41 @@ from zeitflow.reports import ProgressCallback, ProgressEvent, ReportWarning, emi
 __all__ = ["FORECASTERS", "ArLstmForecaster", "CnnForecaster", "DenseForecaster", "KerasForecaster",
            "LstmForecaster"]
 
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+"""The timestamp of every member of a saved ``model.keras``, so the same weights give the same bytes."""
+
 PREDICT_BATCH = 1024
 """Batch size of ``predict``; it does not change the predictions, only the memory held at once."""
+
+
+def _make_reproducible(path: Path) -> None:
+    """Rewrite a ``.keras`` archive without what depends on the moment or the process: Keras stamps
+    ``date_saved`` into ``metadata.json``, the wall clock into the weights member and memory addresses into
+    ``config.json``, so two saves of identical weights would differ in bytes."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in members:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata, sort_keys=True).encode("utf-8")
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode("utf-8")
+            fixed = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            archive.writestr(fixed, data)
+
+
+def _renumber_shared_objects(value: Any, numbers: dict[int, int]) -> Any:
+    """Replace each ``shared_object_id`` (a Python ``id()``, i.e. a memory address) by its order of first
+    appearance: objects shared in the model stay shared, and the config no longer depends on the process."""
+    if isinstance(value, dict):
+        return {key: (numbers.setdefault(item, len(numbers) + 1) if key == "shared_object_id"
+                      else _renumber_shared_objects(item, numbers)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renumber_shared_objects(item, numbers) for item in value]
+    return value
 
 
 def _output_head(keras: Any, n_out: int, c_out: int) -> list[Any]:
@@ -234,6 +269,7 @@ class KerasForecaster(Forecaster):
         os.close(fd)
         try:
             self.model.save(tmp, overwrite=True)
+            _make_reproducible(Path(tmp))
             os.replace(tmp, directory / self.model_file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
