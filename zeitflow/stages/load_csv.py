@@ -200,6 +200,161 @@ def _open_url(url: str) -> OpenedSource:
 
 
 # --------------------------------------------------------------------------------------------
+# Quoting (§1.4 step 2): one state machine for block cuts, line counts and records
+# --------------------------------------------------------------------------------------------
+#
+# RFC 4180 as the pandas C parser, Python's csv module and pyarrow read it: a double quote opens a
+# quoted field only at the start of a field (at a line start or right after the delimiter);
+# anywhere else it is a literal character. Inside a quoted field a doubled quote is an escaped
+# quote and a single one closes the field (what follows it up to the delimiter is kept).
+#
+# Only the maximal runs of quotes matter, so the machine works on runs, not characters. A run
+# of length n moves the one bit of state "inside a quoted field" as follows:
+#   - n even: nothing changes (escaped quotes, an empty quoted field, or literal quotes);
+#   - n odd at a field start (line start or delimiter before it): the bit toggles (opens a field,
+#     or closes one whose text ends with a delimiter or line break);
+#   - n odd elsewhere: the bit becomes "outside" (closes a field, or literal quotes).
+# The state after a run is therefore the parity of the toggling runs since the last resetting
+# run, which numpy computes for all runs at once.
+
+_DQUOTE: Final = 0x22
+_LF: Final = 0x0A
+
+
+def _field_start_table(delimiter: str) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[[_LF, 0x0D, ord(delimiter)]] = True
+    table.flags.writeable = False
+    return table
+
+
+_FIELD_START: Final = {d: _field_start_table(d) for d in DELIMITER_CANDIDATES}
+
+
+@dataclass
+class QuoteRuns:
+    """The quote runs of ``data[lo:hi]`` and, per delimiter, the state after each run.
+
+    ``inside[d][j]`` is True if the text right after run ``j`` is inside a quoted field under
+    delimiter ``d``, for a text whose state at ``lo`` is outside a quoted field (``lo`` is a record
+    start, or any point for ``settled``). ``settled[d]`` is True if some run resets the state, so
+    that the state at ``hi`` does not depend on the state at ``lo``. Positions are absolute.
+    """
+
+    starts: np.ndarray  # int64 position of the first quote of each run
+    inside: dict[str, np.ndarray]
+    settled: dict[str, bool]
+    opener: dict[str, int]  # index of the run that opened the field still open at ``hi`` (-1: none)
+
+    @classmethod
+    def scan(cls, data: bytes | bytearray, delimiters: Sequence[str], lo: int = 0, hi: int | None = None) -> QuoteRuns:
+        """Run the machine over ``data[lo:hi]``; ``data[lo]`` must not continue a run that starts
+        before ``lo``. The byte before ``lo`` (a line start at 0) decides whether a run at ``lo``
+        starts a field."""
+        hi = len(data) if hi is None else hi
+        view = np.frombuffer(data, dtype=np.uint8, count=hi - lo, offset=lo) if hi > lo else np.empty(0, np.uint8)
+        q = np.flatnonzero(view == _DQUOTE)
+        if q.size == 0:
+            del view
+            empty = np.empty(0, dtype=bool)
+            return cls(q.astype(np.int64) + lo, dict.fromkeys(delimiters, empty), dict.fromkeys(delimiters, False),
+                       dict.fromkeys(delimiters, -1))
+        first = np.empty(q.size, dtype=bool)
+        first[0] = True
+        np.not_equal(q[1:], q[:-1] + 1, out=first[1:])
+        run_index = np.flatnonzero(first)
+        starts = q[run_index]
+        odd = (np.diff(np.append(run_index, q.size)) & 1).astype(bool)
+        before = np.empty(starts.size, dtype=np.uint8)
+        before[starts > 0] = view[starts[starts > 0] - 1]
+        if starts[0] == 0:
+            before[0] = data[lo - 1] if lo > 0 else _LF
+        del view, q, first, run_index
+        order = np.arange(starts.size)
+        inside: dict[str, np.ndarray] = {}
+        settled: dict[str, bool] = {}
+        opener: dict[str, int] = {}
+        for d in delimiters:
+            table = _FIELD_START.get(d)
+            at_start = (table if table is not None else _field_start_table(d))[before]
+            toggles = np.cumsum(at_start & odd)
+            last_reset = np.maximum.accumulate(np.where(odd & ~at_start, order, -1))
+            since = toggles - np.where(last_reset >= 0, toggles[np.maximum(last_reset, 0)], 0)
+            state = (since & 1).astype(bool)
+            inside[d] = state
+            settled[d] = bool(last_reset[-1] >= 0)
+            opener[d] = -1
+            if state[-1]:  # the field is open at hi: it opened at the last run that entered it
+                entered = state & ~np.concatenate(([False], state[:-1]))
+                opener[d] = int(np.flatnonzero(entered)[-1])
+        return cls(starts.astype(np.int64) + lo, inside, settled, opener)
+
+    def inside_at(self, positions: np.ndarray, delimiter: str) -> np.ndarray:
+        """Per position (never inside a run, e.g. a line end): inside a quoted field?"""
+        index = np.searchsorted(self.starts, positions) - 1
+        state = self.inside[delimiter]
+        if state.size == 0:
+            return np.zeros(len(positions), dtype=bool)
+        return (index >= 0) & state[np.maximum(index, 0)]
+
+    def outside_at(self, positions: np.ndarray) -> np.ndarray:
+        """Per position: outside a quoted field under every delimiter scanned (a record end)."""
+        out = np.ones(len(positions), dtype=bool)
+        for d in self.inside:
+            out &= ~self.inside_at(positions, d)
+        return out
+
+    def open_quote(self, delimiter: str) -> int | None:
+        """Position of the quote that opened the field still open at the end, or None."""
+        run = self.opener[delimiter]
+        return int(self.starts[run]) if run >= 0 else None
+
+
+def ends_inside_quotes(data: bytes | bytearray, end: int, delimiters: Sequence[str] = DELIMITER_CANDIDATES,
+                       *, window: int = 1 << 12) -> bool:
+    """True if ``data[:end]``, read from a record start, ends inside a quoted field under one of
+    ``delimiters``. Only the text back to the last resetting quote run (normally the closing
+    quote of the last quoted field) is scanned."""
+    last = data.rfind(b'"', 0, end)
+    if last < 0:
+        return False
+    hi = last + 1  # the state at ``end`` is the state after the last run
+    width = window
+    while True:
+        lo = max(hi - width, 0)
+        while lo > 0 and data[lo - 1] == _DQUOTE:  # never start inside a run
+            lo -= 1
+        runs = QuoteRuns.scan(data, delimiters, lo, hi)
+        if lo == 0 or all(runs.settled.values()):
+            return any(bool(s[-1]) for s in runs.inside.values() if s.size)
+        width *= 8
+
+
+def record_ends(data: bytes | bytearray, delimiters: Sequence[str] = DELIMITER_CANDIDATES) -> np.ndarray:
+    """Positions of the ``\\n`` bytes of ``data`` (read from a record start) that end a record
+    under every one of ``delimiters``: a cut there is a record boundary whichever of them the
+    source uses."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(view == _LF)
+    del view
+    if data.find(b'"') < 0:
+        return ends
+    return ends[QuoteRuns.scan(data, delimiters).outside_at(ends)]
+
+
+def unclosed_quote_error(source: str, line: int, last: int) -> LoadError:
+    """CSV_PARSING_ERROR for a quoted field that the end of the file leaves open."""
+    return load_error(
+        "CSV_PARSING_ERROR",
+        f"line {line}: the quoted field opened on line {line} is not closed before the end of the file "
+        f"(line {last})",
+        source=source, line=line, last_line=last,
+        hint='a field that starts with a double quote must end with one; write a quote inside a quoted '
+        'field as two quotes ("")',
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Decoding and line-aligned blocks (§1.4 step 1)
 # --------------------------------------------------------------------------------------------
 
@@ -364,6 +519,8 @@ class BlockReader:
     # -- blocks --------------------------------------------------------------------------------
 
     def _find_cut(self, target: int) -> int | None:
+        """End of the last line before ``target`` (else the first after it) that ends a record
+        under every candidate delimiter (the delimiter is not known yet when the head is read)."""
         buf = self._buf
         if not buf:
             return None
@@ -373,16 +530,13 @@ class BlockReader:
             pos = buf.find(b"\n", limit)
         if pos < 0:
             return None
-        cut = pos + 1
-        if buf.find(b'"', 0, cut) >= 0:
-            quotes = buf.count(b'"', 0, cut)
-            while quotes % 2:  # inside a quoted field: extend to a line end outside quotes
-                nxt = buf.find(b"\n", cut)
-                if nxt < 0:
-                    return None
-                quotes += buf.count(b'"', cut, nxt + 1)
-                cut = nxt + 1
-        return cut
+        if buf.find(b'"', 0, pos) < 0 or not ends_inside_quotes(buf, pos):
+            return pos + 1
+        ends = record_ends(buf)  # the line end lies inside a quoted field: look for another one
+        before = int(np.searchsorted(ends, pos)) - 1
+        if before >= 0:
+            return int(ends[before]) + 1
+        return int(ends[0]) + 1 if ends.size else None
 
     def next_block(self, target: int) -> Block | None:
         """The next block of about ``target`` bytes ending at a line end, or None at the end."""
@@ -417,7 +571,7 @@ class BlockReader:
 
     def _next_by_lines(self, target: int) -> Block | None:
         """Pass-through mode: read about ``target`` bytes into one buffer, then whole lines up to a
-        line end outside quotes (no further copy of the block)."""
+        line end outside quoted fields under every candidate delimiter (no further copy of the block)."""
         leftover = self._buf
         self._buf = b""
         want = 0 if self._eof else max(target - len(leftover), 0)
@@ -429,21 +583,19 @@ class BlockReader:
             if got < want:
                 self._eof = True
                 del data[len(leftover) + got:]
-        quotes: int | None = None
         while data and not self._eof:
             if data.endswith(b"\n"):
-                if quotes is None:
-                    quotes = data.count(b'"') if b'"' in data else 0
-                if quotes % 2 == 0:
+                if b'"' not in data or not ends_inside_quotes(data, len(data)):
                     break
-            tail = self.src.readline()
+                # inside a quoted field: read on in pieces (a long field, or one never closed)
+                tail = self.src.read(max(1 << 16, len(data) // 4))
+            else:
+                tail = self.src.readline()
             if not tail:
                 self._eof = True
                 break
             self._raw_pos += len(tail)
             data += tail
-            if quotes is not None:
-                quotes += tail.count(b'"')
         if not data:
             return None
         raw_start = self._buf_raw
@@ -543,30 +695,63 @@ _ARCHIVE_MAGIC: Final = ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"), (b"BZh",
 
 @dataclass
 class Record:
-    """One logical record: its first and last physical line and its text (lines joined by ``\\n``)."""
+    """One logical record: its first and last physical line and its text (lines joined by ``\\n``).
+    ``open_quote`` is the line of a quoted field that is still open at the end of the text."""
 
     first: int
     last: int
     text: str
+    open_quote: int | None = None
 
     @property
     def blank(self) -> bool:
         return self.first == self.last and not self.text.strip(WHITESPACE)
 
 
-def iter_records(lines: Sequence[str], first_line: int) -> Iterator[Record]:
-    """Join physical lines into records, continuing a line while a quoted field is open."""
-    i, n = 0, len(lines)
-    while i < n:
-        text = lines[i]
-        j = i
-        if '"' in text:
-            quotes = text.count('"')
-            while quotes % 2 and j + 1 < n:
-                j += 1
-                quotes += lines[j].count('"')
-                text = text + "\n" + lines[j]
-        yield Record(first_line + i, first_line + j, text)
+class LineQuotes:
+    """The quote runs of consecutive lines (a record start first), for one or more delimiters."""
+
+    def __init__(self, lines: Sequence[str], delimiters: Sequence[str] = DELIMITER_CANDIDATES) -> None:
+        self.runs: QuoteRuns | None = None
+        self.ends = np.empty(0, dtype=np.int64)
+        self._continued: dict[str, tuple[np.ndarray | None, int | None]] = {}
+        if not any('"' in line for line in lines):
+            return
+        data = "\n".join(lines).encode("utf-8")
+        view = np.frombuffer(data, dtype=np.uint8)
+        self.ends = np.flatnonzero(view == _LF)  # the end of line i is ends[i] (the last line has none)
+        del view
+        self.runs = QuoteRuns.scan(data, delimiters)
+
+    def continued(self, delimiter: str) -> tuple[np.ndarray | None, int | None]:
+        """(per line but the last: does its line end lie inside a quoted field?, index of the line
+        where a quoted field opens that the last line leaves open)"""
+        if self.runs is None:
+            return None, None
+        if delimiter not in self._continued:
+            opened = self.runs.open_quote(delimiter)
+            self._continued[delimiter] = (self.runs.inside_at(self.ends, delimiter),
+                                          int(np.searchsorted(self.ends, opened)) if opened is not None else None)
+        return self._continued[delimiter]
+
+
+def iter_records(lines: Sequence[str], first_line: int, delimiter: str,
+                 quotes: LineQuotes | None = None) -> Iterator[Record]:
+    """Join physical lines into records: a line end inside a quoted field continues the record.
+    The last record carries ``open_quote`` if the lines end inside a quoted field."""
+    joined, opened = (quotes or LineQuotes(lines, (delimiter,))).continued(delimiter)
+    if joined is None:
+        for i, text in enumerate(lines):
+            yield Record(first_line + i, first_line + i, text)
+        return
+    n = len(lines)
+    i = 0
+    for j in (*np.flatnonzero(~joined).tolist(), n - 1):
+        if j < i:
+            continue
+        text = lines[i] if i == j else "\n".join(lines[i: j + 1])
+        yield Record(first_line + i, first_line + j, text,
+                     first_line + opened if opened is not None and j == n - 1 else None)
         i = j + 1
 
 
@@ -602,17 +787,19 @@ class Layout:
     sample: list[tuple[int, list[str]]]  # (line, stripped fields) of the first data rows
 
 
-def detect_delimiter(records: list[Record], candidates: Sequence[str], *, source: str) -> tuple[str, int]:
-    """``(delimiter, k)`` by the most frequent field count over the sample (§1.4 step 3)."""
+def detect_delimiter(samples: dict[str, list[Record]], candidates: Sequence[str], *, source: str) -> tuple[str, int]:
+    """``(delimiter, k)`` by the most frequent field count over the sample (§1.4 step 3); each
+    candidate is judged on the records its own quoting gives."""
     results = []
     best: tuple[str, int] | None = None
     for candidate in candidates:
-        k, share = _mode_and_share([len(split_fields(r.text, candidate)) for r in records])
+        k, share = _mode_and_share([len(split_fields(r.text, candidate)) for r in samples[candidate]])
         results.append({"delimiter": candidate, "k": k, "share": round(share, 3)})
         if k >= 2 and share >= 0.8 and (best is None or k > best[1]):
             best = (candidate, k)
     if best is None:
-        first, last = records[0].first, records[-1].last
+        first = min(samples[c][0].first for c in candidates)
+        last = max(samples[c][-1].last for c in candidates)
         listing = ", ".join(f"{r['delimiter']!r}: k={r['k']}, share={r['share']}" for r in results)
         raise load_error(
             "DELIMITER_NOT_DETECTED",
@@ -661,6 +848,17 @@ class HeadText:
         return self.offsets[min(max(line - self.first_line, 0), len(self.lines))]
 
 
+def _nonblank(records: _Records, n: int) -> list[Record]:
+    """The first ``n`` non-blank records."""
+    out: list[Record] = []
+    i = 0
+    while len(out) < n and (r := records.get(i)) is not None:
+        if not r.blank:
+            out.append(r)
+        i += 1
+    return out
+
+
 class NeedMoreHead(Exception):
     """The head is too short to decide; read more lines and retry."""
 
@@ -668,8 +866,9 @@ class NeedMoreHead(Exception):
 class _Records:
     """Records of the head after ``skip_rows``, split into fields on demand."""
 
-    def __init__(self, head: HeadText, start: int) -> None:
-        self._iter = iter_records(head.lines[start:], head.first_line + start)
+    def __init__(self, head: HeadText, start: int, delimiter: str, quotes: LineQuotes) -> None:
+        self._iter = iter_records(head.lines[start:], head.first_line + start, delimiter, quotes)
+        self.open_index = quotes.continued(delimiter)[1]  # head.lines[start + open_index] opens an unclosed quote
         self.items: list[Record] = []
         self._fields: list[tuple[list[str] | None, list[str]]] = []
         self.done = False
@@ -718,13 +917,14 @@ def analyse_head(
     complete = head.eof or head.capped
     if start >= len(head.lines) and not head.eof:
         raise NeedMoreHead
-    records = _Records(head, start)
-    sample: list[Record] = []
-    i = 0
-    while len(sample) < DELIMITER_SAMPLE_LINES and (r := records.get(i)) is not None:
-        if not r.blank:
-            sample.append(r)
-        i += 1
+    candidates = [delimiter] if delimiter != "auto" else [
+        c for c in DELIMITER_CANDIDATES if not (c == "," and (decimal == "," or thousands in (",", ".")))]
+    quotes = LineQuotes(head.lines[start:], candidates)
+    by_delimiter = {c: _Records(head, start, c, quotes) for c in candidates}
+    if not head.eof and any(r.open_index is not None for r in by_delimiter.values()):
+        raise NeedMoreHead  # the head ends inside a quoted field (possible after skip_rows lines)
+    samples = {c: _nonblank(r, DELIMITER_SAMPLE_LINES) for c, r in by_delimiter.items()}
+    sample = samples[candidates[0]]
     if not sample:
         if not head.eof:
             raise NeedMoreHead
@@ -734,12 +934,10 @@ def analyse_head(
             "line 1: the file is empty" if not head.lines else f"line {last} is the last line")
         suffix = f" (after skip_rows={skip_rows})" if start else ""
         raise load_error("EMPTY_FILE", f"no data line: {what}{suffix}", source=source, line=max(last, 1))
-    if len(sample) < DELIMITER_SAMPLE_LINES and not complete:
+    if any(len(s) < DELIMITER_SAMPLE_LINES for s in samples.values()) and not complete:
         raise NeedMoreHead
     if delimiter == "auto":
-        candidates = [c for c in DELIMITER_CANDIDATES
-                      if not (c == "," and (decimal == "," or thousands in (",", ".")))]
-        delim, k = detect_delimiter(sample, candidates, source=source)
+        delim, k = detect_delimiter(samples, candidates, source=source)
         delimiter_source = "detected"
     else:
         delim = delimiter
@@ -752,6 +950,10 @@ def analyse_head(
                 f"{delim!r}; at least 2 (time and value) are needed",
                 source=source, line=sample[0].first, k=k, delimiter=delim,
             )
+    records = by_delimiter[delim]
+    if records.open_index is not None:  # the whole source is in the head, and it ends inside a quote
+        raise unclosed_quote_error(source, head.first_line + start + records.open_index,
+                                   head.first_line + len(head.lines) - 1)
     if time_positions is not None and any(p >= k for p in time_positions):
         time_positions = None
 
@@ -1156,7 +1358,9 @@ def read_block(block: Block, plan: BodyPlan, counts: BodyCounts) -> BlockRows:
     if n_lines == 0:
         return _empty_rows(plan)
     parsed = _parse(data, plan, block_size=ARROW_BLOCK)
-    if parsed is not None and not parsed[1] and parsed[0].num_rows == n_lines:
+    if (parsed is not None and not parsed[1] and parsed[0].num_rows == n_lines
+            and not (b'"' in data and ends_inside_quotes(data, len(data), (plan.delimiter,)))):
+        # (one row per line; a quote left open on the last line is reported by the exact path)
         lines = np.arange(block.first_line, block.first_line + n_lines, dtype=np.int64)
         counts.rows += n_lines
         return _convert_table(parsed[0], data, lines, plan, counts, ARROW_BLOCK)
@@ -1219,7 +1423,9 @@ def _read_block_quoted(raw_lines: list[bytes], first_line: int, plan: BodyPlan, 
     texts = [r.decode("utf-8") for r in raw_lines]
     rows: list[list[str]] = []
     lines: list[int] = []
-    for record in iter_records(texts, first_line):
+    for record in iter_records(texts, first_line, plan.delimiter):
+        if record.open_quote is not None:
+            raise unclosed_quote_error(plan.source, record.open_quote, record.last)
         if record.blank:
             counts.blank_lines += 1
             continue
@@ -1274,12 +1480,16 @@ def typed_candidates(sample: list[tuple[int, list[str]]], positions: list[int], 
 
 
 def split_rows(block: Block, max_lines: int) -> Iterator[Block]:
-    """Sub-blocks of at most about ``max_lines`` lines (the head remainder can hold many)."""
+    """Sub-blocks of at most about ``max_lines`` lines (the head remainder can hold many), cut at
+    record ends only (a block starts at a record start)."""
     data = block.data
     if block.line_count() <= max_lines * 3 // 2:
         yield block
         return
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    view = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(view == _LF)
+    del view
+    cuts = record_ends(data) if b'"' in data else ends
     start = 0
     line = block.first_line
     index = max_lines - 1
@@ -1287,14 +1497,8 @@ def split_rows(block: Block, max_lines: int) -> Iterator[Block]:
         if index >= ends.size:
             cut = len(data)
         else:
-            cut = int(ends[index]) + 1
-            if data.find(b'"', start, cut) >= 0:
-                quotes = data.count(b'"', start, cut)
-                while quotes % 2 and cut < len(data):
-                    nxt = data.find(b"\n", cut)
-                    nxt = len(data) - 1 if nxt < 0 else nxt
-                    quotes += data.count(b'"', cut, nxt + 1)
-                    cut = nxt + 1
+            j = int(np.searchsorted(cuts, ends[index]))  # the first record end at or after that line end
+            cut = int(cuts[j]) + 1 if j < cuts.size else len(data)
         piece = Block(data[start:cut], line, block.raw_end)
         yield piece
         line += piece.line_count()
