@@ -6,11 +6,20 @@ Supabase Storage) are supported. Writes are all or nothing: a local write goes t
 the target folder, is fsynced and renamed with ``os.replace``; an S3 write first finishes a local
 temporary file and then uploads it with one ``put_file`` (a single PUT, or a multipart upload that
 s3fs aborts on error). Bytes are always moved by fsspec, so pyarrow's own S3 client is never used.
+
+S3 requests are bounded in time (``S3_CLIENT_DEFAULTS``, applied unless the storage options set them):
+a connection attempt gives up after 5 s, a read that gets no byte for 20 s times out, and botocore
+tries each request at most 3 times (standard retry mode, jittered backoff of at most 1 s, then 2 s).
+A stopped or unreachable server therefore fails a call within a few seconds with a transient
+``StorageError`` (``WRITE_FAILED`` / ``READ_FAILED``), which the stage tasks retry; a server that
+accepts connections but never answers fails it within about 5 minutes at worst (3 attempts of 20 s,
+each retried up to 5 times by s3fs itself), never hangs a run forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -31,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zeitflow.errors import FrameError, ParameterError, StorageError
 from zeitflow.frame import INDEX_NAME, validate_frame
 from zeitflow.options.base import canonical_json
-from zeitflow.settings import normalize_root, protocol_of, storage_options_for
+from zeitflow.settings import S3_PROTOCOLS, normalize_root, protocol_of, storage_options_for
 
 __all__ = [
     "FORMAT_VERSION",
@@ -50,6 +59,13 @@ METADATA_KEY = b"zeitflow"
 #: equals the one written, ``DatetimeIndex.freq`` included. Absent when the index has no freq.
 FREQ_KEY = b"zeitflow.index_freq"
 PARQUET_COMPRESSION = "zstd"
+
+#: botocore client settings for S3 unless the storage options' ``config_kwargs`` set them (module docstring).
+S3_CLIENT_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 20,
+    "retries": {"mode": "standard", "total_max_attempts": 3},  # 3 attempts in all (``max_attempts`` counts retries)
+}
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SHA256_RE = r"^[0-9a-f]{64}$"
@@ -126,9 +142,22 @@ def _canonical_uri(uri: str) -> str:
     return uri
 
 
+def with_s3_client_defaults(uri: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``S3_CLIENT_DEFAULTS`` added to its ``config_kwargs`` for an S3 ``uri`` (keys
+    already set win); other protocols unchanged. The given dict is not modified."""
+    if protocol_of(uri) not in S3_PROTOCOLS:
+        return options
+    config = dict(options.get("config_kwargs") or {})
+    for key, value in S3_CLIENT_DEFAULTS.items():
+        if key not in config:
+            config[key] = copy.deepcopy(value)  # botocore rewrites a ``retries`` dict in place
+    return {**options, "config_kwargs": config}
+
+
 def _resolve(uri: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem and in-filesystem path for ``uri``."""
     options = storage_options if storage_options is not None else storage_options_for(uri)
+    options = with_s3_client_defaults(uri, options)
     try:
         fs, path = fsspec.core.url_to_fs(_canonical_uri(uri), **options)
     except _IO_ERRORS as exc:  # pragma: no cover - construction rarely touches the network

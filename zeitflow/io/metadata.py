@@ -13,17 +13,34 @@ only duplicate the first; ``run_id`` records the last run that produced or confi
 
 Database errors are raised as ``StorageError`` ``WRITE_FAILED`` / ``READ_FAILED`` with
 ``details={"store": "metadata", ...}``; a password in the URL never appears in messages or logs.
+
+Transient connection faults (a server restart or failover, a dropped connection, a server that is
+starting up or shutting down, a serialization failure or deadlock) are retried inside the store: every
+public operation is one transaction, and the whole transaction is run again after a short backoff
+(0.25 s, doubling, at most 2 s apart) for up to ``RETRY_SECONDS`` (10 s) in all, or
+``ZEITFLOW_METADATA_RETRY_SECONDS`` (0 turns the retry off). Only a database that this process has
+already reached is waited for: a wrong URL or a server that was never up fails at once, as before.
+Every write is an upsert on a natural key
+(or an update, or a delete), so running it again never adds a second row. When the fault persists, the
+operation raises the transient ``StorageError`` (``WRITE_FAILED`` / ``READ_FAILED``) naming the operation,
+and the Prefect task retries take over. PostgreSQL connections are checked before use (``pool_pre_ping``),
+so a connection that died while pooled is replaced rather than failing the next operation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import math
+import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
@@ -54,7 +71,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.naming import conv
@@ -82,6 +99,7 @@ __all__ = [
     "RunRecord",
     "StageOutput",
     "StageOutputRecord",
+    "is_transient_error",
     "mask_url",
     "normalize_url",
 ]
@@ -95,6 +113,44 @@ CHANNEL_STAT_FIELDS = (
 )
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Seconds an operation keeps retrying a transient connection fault (see the module docstring).
+RETRY_SECONDS = 10.0
+RETRY_SECONDS_ENV = "ZEITFLOW_METADATA_RETRY_SECONDS"
+_RETRY_FIRST_DELAY = 0.25
+_RETRY_MAX_DELAY = 2.0
+#: SQLSTATEs of faults that a new attempt of the whole transaction can get past: connection exceptions
+#: (class 08), admin/crash shutdown and "cannot connect now" (57P01-57P03), too many connections (53300),
+#: serialization failure (40001) and deadlock (40P01).
+_TRANSIENT_SQLSTATES = frozenset({
+    "08000", "08001", "08003", "08004", "08006", "08007", "57P01", "57P02", "57P03", "53300", "40001", "40P01",
+})
+#: Driver messages of the same faults where no SQLSTATE is set (psycopg reports connection failures
+#: without one). Authentication failures, unknown databases or hosts and bad URLs are not among them.
+_TRANSIENT_MESSAGES = (
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "connection reset by peer",
+    "connection timeout expired",
+    "consuming input failed",
+    "the connection is closed",
+    "the connection is lost",
+    "ssl connection has been closed unexpectedly",
+    "no connection to the server",
+    "broken pipe",
+    "sorry, too many clients already",
+)
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+#: Databases (masked URLs) this process has connected to: only their faults are waited for.
+_REACHED: set[str] = set()
+_clock = time.monotonic  # indirections for tests
+_sleep = time.sleep
 
 
 def _utcnow() -> dt.datetime:
@@ -516,12 +572,88 @@ def _number(value: Any) -> Any:
     return _finite(value)
 
 
-class MetadataStore:
-    """Metadata over SQLAlchemy: ``migrate()`` once, then idempotent upserts and lookups."""
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether a database error is a transient connection fault that a new attempt of the whole
+    transaction can get past (a restart, a dropped connection, a server starting up or shutting down,
+    a serialization failure or deadlock). Constraint violations, bad SQL, authentication failures and
+    SQLite's "database is locked" (already waited for by its busy timeout) are not."""
+    if isinstance(exc, DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate:
+        return sqlstate in _TRANSIENT_SQLSTATES
+    if not _is_operational(exc) and not _is_operational(original):
+        return False
+    text = str(original).lower()
+    return any(message in text for message in _TRANSIENT_MESSAGES)
 
-    def __init__(self, url: str | URL, *, echo: bool = False) -> None:
+
+def _is_operational(exc: BaseException | None) -> bool:
+    """SQLAlchemy's or the driver's OperationalError/InterfaceError (found by name: any DB-API driver)."""
+    return exc is not None and any(cls.__name__ in ("OperationalError", "InterfaceError")
+                                   for cls in type(exc).__mro__)
+
+
+def _retry_seconds(value: float | None) -> float:
+    if value is not None:
+        return max(0.0, float(value))
+    text = os.environ.get(RETRY_SECONDS_ENV, "").strip()
+    if not text:
+        return RETRY_SECONDS
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        _log.warning("%s=%r is not a number of seconds; using %s", RETRY_SECONDS_ENV, text, RETRY_SECONDS)
+        return RETRY_SECONDS
+
+
+class _ConnectionLost(StorageError):
+    """A transient connection fault inside one operation (raised by ``_transaction``); the ``_retried``
+    wrapper catches it and runs the operation again. Outside such a wrapper it is an ordinary transient
+    ``StorageError``."""
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None,
+                 hint: str | None = None, action: str = "", detail: str = "") -> None:
+        super().__init__(code, message, details=details, hint=hint)
+        self.action = action
+        self.detail = detail
+
+
+def _retried(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run the decorated operation (one transaction) again while it fails with a transient connection
+    fault, for up to the store's ``retry_seconds``; then raise the transient ``StorageError``. A call made
+    from inside another retried operation is not retried on its own (the outer one retries it)."""
+
+    @functools.wraps(method)
+    def wrapper(self: MetadataStore, *args: Any, **kwargs: Any) -> _T:
+        state = self._retry_state
+        if getattr(state, "active", False):
+            return method(self, *args, **kwargs)
+        state.active = True
+        try:
+            return self._retrying(lambda: method(self, *args, **kwargs))
+        finally:
+            state.active = False
+
+    wrapper.__zeitflow_retried__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class MetadataStore:
+    """Metadata over SQLAlchemy: ``migrate()`` once, then idempotent upserts and lookups.
+
+    ``retry_seconds`` bounds the retry of transient connection faults per operation (default
+    ``ZEITFLOW_METADATA_RETRY_SECONDS`` or ``RETRY_SECONDS``; 0 disables it)."""
+
+    def __init__(self, url: str | URL, *, echo: bool = False, retry_seconds: float | None = None) -> None:
         self.url = normalize_url(url)
         self._password = self.url.password
+        self.retry_seconds = _retry_seconds(retry_seconds)
+        self._retry_state = threading.local()
+        self._reach_key = self.url.render_as_string(hide_password=True)
         self.dialect = self.url.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported metadata backend {self.dialect!r}: use sqlite or postgresql")
@@ -529,6 +661,10 @@ class MetadataStore:
             self.engine = self._create_engine(echo)
         except (SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
             raise self._error("READ_FAILED", "creating the engine", exc) from None
+        event.listen(self.engine, "connect", self._reached)
+
+    def _reached(self, _dbapi_connection: Any, _record: Any) -> None:
+        _REACHED.add(self._reach_key)
 
     # ---- engine -------------------------------------------------------------------------
 
@@ -587,12 +723,11 @@ class MetadataStore:
     def _error(self, code: str, action: str, exc: BaseException) -> StorageError:
         detail = self._scrub(f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
         detail = detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
-        return StorageError(
-            code,
-            f"metadata store {self.masked_url}: {action} failed: {detail}",
-            details={"store": "metadata", "url": self.masked_url, "action": action,
-                     "error": type(exc).__name__},
-        )
+        details = {"store": "metadata", "url": self.masked_url, "action": action, "error": type(exc).__name__}
+        message = f"metadata store {self.masked_url}: {action} failed: {detail}"
+        if isinstance(exc, SQLAlchemyError) and is_transient_error(exc) and self._reach_key in _REACHED:
+            return _ConnectionLost(code, message, details=details, action=action, detail=detail)
+        return StorageError(code, message, details=details)
 
     @contextmanager
     def _transaction(self, code: str, action: str) -> Iterator[Connection]:
@@ -605,6 +740,30 @@ class MetadataStore:
                 raise error from None  # never chain a text that holds the password
             raise error from exc
 
+    def _retrying(self, call: Callable[[], _T]) -> _T:
+        """``call()`` (one whole operation), again after a backoff while it raises ``_ConnectionLost``,
+        until ``retry_seconds`` have passed; then the transient ``StorageError`` naming the operation."""
+        started = _clock()
+        delay = _RETRY_FIRST_DELAY
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except _ConnectionLost as lost:
+                elapsed = _clock() - started
+                if elapsed + delay > self.retry_seconds:
+                    if attempt == 1:
+                        raise StorageError(lost.code, lost.message, details=lost.details) from lost.__cause__
+                    details = {**lost.details, "attempts": attempt}
+                    message = (f"metadata store {self.masked_url}: {lost.action} failed after {attempt} attempts "
+                               f"in {elapsed:.1f} s: {lost.detail}")
+                    raise StorageError(lost.code, message, details=details) from lost.__cause__
+                _log.warning("metadata store %s: %s failed (%s); retrying in %.2f s (attempt %d)",
+                             self.masked_url, lost.action, lost.detail, delay, attempt + 1)
+            _sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
+            attempt += 1
+
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
@@ -614,6 +773,7 @@ class MetadataStore:
 
     # ---- schema -------------------------------------------------------------------------
 
+    @_retried
     def migrate(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (idempotent; safe to call concurrently)."""
         from alembic import command
@@ -627,6 +787,7 @@ class MetadataStore:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
 
+    @_retried
     def current_revision(self) -> str | None:
         """The Alembic revision of the database, or None before ``migrate()``."""
         from alembic.migration import MigrationContext
@@ -636,6 +797,7 @@ class MetadataStore:
 
     # ---- projects and runs --------------------------------------------------------------
 
+    @_retried
     def upsert_project(self, name: str, config: Mapping[str, Any] | BaseModel | None = None) -> str:
         """Create or update the project ``name``; returns its id."""
         now = _utcnow()
@@ -650,6 +812,7 @@ class MetadataStore:
         with self._transaction("WRITE_FAILED", "upserting a project") as connection:
             return connection.execute(statement).scalar_one()
 
+    @_retried
     def start_run(
         self,
         flow_name: str,
@@ -682,6 +845,7 @@ class MetadataStore:
         with self._transaction("WRITE_FAILED", "starting a run") as connection:
             return connection.execute(statement).scalar_one()
 
+    @_retried
     def finish_run(
         self, run_id: str, status: str, error_code: str | None = None, error_message: str | None = None
     ) -> None:
@@ -697,6 +861,7 @@ class MetadataStore:
             if connection.execute(statement).rowcount == 0:
                 raise _not_found("run", run_id)
 
+    @_retried
     def get_run(self, run_id: str) -> RunRecord | None:
         """The run ``run_id``, or None."""
         with self._transaction("READ_FAILED", "reading a run") as connection:
@@ -704,6 +869,7 @@ class MetadataStore:
             row = connection.execute(query).mappings().first()
         return RunRecord.model_validate(dict(row)) if row else None
 
+    @_retried
     def partition_statuses(self, project: str, flow_name: str, partitions: Sequence[str]) -> dict[str, str | None]:
         """The status of the latest run (by ``started_at``) of each partition for this project and flow;
         None for a partition that never ran. Every partition asked for is a key of the result."""
@@ -723,6 +889,7 @@ class MetadataStore:
                     result[partition] = status  # ascending order: the last one seen is the latest
         return result
 
+    @_retried
     def mark_partition_failed(self, project: str, flow_name: str, partition: str,
                               error_message: str = "marked failed by hand") -> str:
         """Set the latest run of a partition (for this project and flow) to ``failed`` (error code
@@ -755,6 +922,7 @@ class MetadataStore:
 
     # ---- backfills ----------------------------------------------------------------------
 
+    @_retried
     def start_backfill(self, deployment: str, start: str, end: str, reprocess: str = "none", max_active: int = 1,
                        reverse: bool = False, *, status: str = "running") -> str:
         """Register a backfill of ``deployment`` over ``start``..``end`` (status ``running``); returns its id."""
@@ -765,11 +933,14 @@ class MetadataStore:
             "max_active": int(max_active), "reverse": bool(reverse), "status": status, "created_at": _utcnow(),
             "finished_at": None, "runs": [],
         }
-        statement = Backfill.__table__.insert().values(**values)
+        table = Backfill.__table__
+        # a retried insert (after an ambiguous commit) finds its own row: no second backfill
+        statement = self._insert(table).values(**values).on_conflict_do_nothing(index_elements=[table.c.id])
         with self._transaction("WRITE_FAILED", "starting a backfill") as connection:
             connection.execute(statement)
         return values["id"]
 
+    @_retried
     def record_backfill_run(self, backfill_id: str, partition: str, idempotency_key: str,
                             flow_run_id: str | None, status: str) -> None:
         """Record (upsert on ``backfill_id``, ``partition``) the flow run a backfill submitted for a partition
@@ -787,6 +958,7 @@ class MetadataStore:
         with self._transaction("WRITE_FAILED", "recording a backfill run") as connection:
             connection.execute(statement)
 
+    @_retried
     def finish_backfill(self, backfill_id: str, status: str, runs: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Set a backfill's status (``finished_at`` unless ``pending``/``running``) and, if given, its summary of
         every partition (``runs``, JSON)."""
@@ -800,6 +972,7 @@ class MetadataStore:
             if connection.execute(update(table).where(table.c.id == backfill_id).values(**values)).rowcount == 0:
                 raise _not_found("backfill", backfill_id)
 
+    @_retried
     def get_backfill(self, backfill_id: str) -> BackfillRecord | None:
         """The backfill ``backfill_id`` with its recorded runs, or None."""
         backfills, backfill_runs = Backfill.__table__, BackfillRun.__table__
@@ -814,6 +987,7 @@ class MetadataStore:
 
     # ---- stage outputs ------------------------------------------------------------------
 
+    @_retried
     def record_stage_output(
         self,
         run_id: str,
@@ -860,6 +1034,7 @@ class MetadataStore:
                 connection.execute(stats.insert(), rows)
         return output_id
 
+    @_retried
     def delete_stage_output(self, output_id: str) -> bool:
         """Remove a stage output and its channel statistics (rollback); True if a row was removed."""
         stats, outputs = ChannelStat.__table__, StageOutput.__table__
@@ -867,6 +1042,7 @@ class MetadataStore:
             connection.execute(delete(stats).where(stats.c.stage_output_id == output_id))
             return connection.execute(delete(outputs).where(outputs.c.id == output_id)).rowcount > 0
 
+    @_retried
     def delete_stage_outputs_at(self, uri: str) -> int:
         """Remove every stage output stored at ``uri`` and its channel statistics (rollback of an
         object); returns the number of rows removed."""
@@ -876,6 +1052,7 @@ class MetadataStore:
             connection.execute(delete(stats).where(stats.c.stage_output_id.in_(ids)))
             return connection.execute(delete(outputs).where(outputs.c.uri == uri)).rowcount
 
+    @_retried
     def find_stage_output(
         self, stage: str, parameters_hash: str, inputs_hash: str, code_version: str, output_name: str
     ) -> StageOutputRecord | None:
@@ -890,6 +1067,7 @@ class MetadataStore:
             row = connection.execute(query).mappings().first()
             return self._record(connection, row)
 
+    @_retried
     def get_stage_output(self, output_id: str) -> StageOutputRecord | None:
         """The stage output with id ``output_id``, or None."""
         table = StageOutput.__table__
@@ -912,6 +1090,7 @@ class MetadataStore:
         stats = self._stats(connection, row["id"], row["columns"] or ())
         return StageOutputRecord.model_validate({**dict(row), "channel_stats": stats})
 
+    @_retried
     def count_stage_outputs(
         self,
         stage: str | None = None,
@@ -939,6 +1118,7 @@ class MetadataStore:
 
     # ---- datasets -------------------------------------------------------------------------
 
+    @_retried
     def record_dataset(
         self,
         run_id: str,
@@ -986,6 +1166,7 @@ class MetadataStore:
         with self._transaction("WRITE_FAILED", "recording a dataset") as connection:
             return connection.execute(statement).scalar_one()
 
+    @_retried
     def count_datasets(self, **filters: Any) -> int:
         """Number of datasets whose columns equal every given filter (e.g. ``run_id=``, ``name=``, ``uri=``)."""
         table = Dataset.__table__
@@ -998,6 +1179,7 @@ class MetadataStore:
         with self._transaction("READ_FAILED", "counting datasets") as connection:
             return int(connection.execute(query).scalar_one())
 
+    @_retried
     def record_model(
         self,
         run_id: str,
@@ -1031,6 +1213,7 @@ class MetadataStore:
         with self._transaction("WRITE_FAILED", "recording a model") as connection:
             return connection.execute(statement).scalar_one()
 
+    @_retried
     def latest_model(self, project: str, name: str | None = None) -> ModelRecord | None:
         """The newest trained model of a project (optionally of one model name), by ``trained_at``;
         models of failed or cancelled runs are skipped."""
@@ -1049,6 +1232,7 @@ class MetadataStore:
             row = connection.execute(query).mappings().first()
         return None if row is None else ModelRecord.model_validate({k: row[k] for k in ModelRecord.model_fields})
 
+    @_retried
     def record_metric_table(
         self,
         model_id: str,
@@ -1074,6 +1258,7 @@ class MetadataStore:
         with self._transaction("WRITE_FAILED", "recording a metric table") as connection:
             return connection.execute(statement).scalar_one()
 
+    @_retried
     def metric_tables_of(self, model_id: str) -> list[dict[str, Any]]:
         """The ``metric_tables`` rows of a model, ordered by table name."""
         metric_tables = MetricTable.__table__
@@ -1081,6 +1266,7 @@ class MetadataStore:
         with self._transaction("READ_FAILED", "reading metric tables") as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
+    @_retried
     def find_dataset_id(self, uri: str) -> str | None:
         """The id of the newest ``datasets`` row stored at ``uri`` (the dataset's npz), if any."""
         table = Dataset.__table__
@@ -1088,6 +1274,7 @@ class MetadataStore:
         with self._transaction("READ_FAILED", "finding a dataset") as connection:
             return connection.execute(query).scalar()
 
+    @_retried
     def count_models(self, **filters: Any) -> int:
         """Number of models whose columns equal every given filter (e.g. ``run_id=``, ``name=``)."""
         table = Model.__table__
@@ -1100,6 +1287,7 @@ class MetadataStore:
         with self._transaction("READ_FAILED", "counting models") as connection:
             return int(connection.execute(query).scalar_one())
 
+    @_retried
     def get_channel_stats(self, output_id: str) -> list[dict[str, Any]]:
         """The channel statistics of a stage output (in the output's column order)."""
         outputs = StageOutput.__table__
