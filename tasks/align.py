@@ -10,6 +10,7 @@ from prefect import task
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
+from tasks.retrying import retries_in_body
 from tasks.stage import (
     OutputSlot,
     StageOutput,
@@ -18,7 +19,6 @@ from tasks.stage import (
     output_slot,
     persist_output,
     remove_slot,
-    retry_transient,
     reuse_output,
     run_gated,
     slot_identity,
@@ -41,8 +41,8 @@ def _identity(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunCon
     return slot_identity(ctx, _slot(inputs, options, ctx))
 
 
-@task(name="align", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="align", cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def align_outputs(inputs: dict[str, StageOutput], options: AlignOptions, ctx: RunContext) -> StageOutput:
     """Read every source's frame by reference (checksums verified), align them, persist the result."""
     slot = claim(ctx, _slot(inputs, options, ctx))

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
+from tasks.retrying import retries_in_body
 from tasks.stage import (
     StageOutput,
     artifact_key,
@@ -29,7 +30,6 @@ from tasks.stage import (
     output_slot,
     persist_output,
     remove_slot,
-    retry_transient,
     reuse_output,
     run_gated,
     slot_identity,
@@ -129,8 +129,8 @@ def _identity(source: str, input_output: StageOutput, options: CleanOptions, ctx
                                           [["frame", input_output.ref.sha256]]))
 
 
-@task(name="clean", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="clean", cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def clean_output(source: str, input_output: StageOutput, options: CleanOptions, ctx: RunContext) -> CleanOutcome:
     """Clean one stage output; reuse a registered result when no interactive answer is involved."""
     slot = output_slot(ctx, STAGE, source, _params_hash(options, []), [["frame", input_output.ref.sha256]])
@@ -147,8 +147,8 @@ def clean_output(source: str, input_output: StageOutput, options: CleanOptions, 
     return _finish(result, source, input_output, options, [], ctx)
 
 
-@task(name="clean-resume", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+@task(name="clean-resume", cache_policy=NO_CACHE)
+@retries_in_body
 def resume_clean(pending: PendingThreshold, answer: ThresholdAnswer, ctx: RunContext) -> CleanOutcome:
     """Apply one answered threshold and continue cleaning from the stored snapshot."""
     store = ctx.artifacts()

@@ -12,6 +12,7 @@ from prefect.artifacts import create_link_artifact
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
+from tasks.retrying import retries_in_body
 from tasks.stage import (
     OutputSlot,
     StageOutput,
@@ -22,7 +23,6 @@ from tasks.stage import (
     output_slot,
     persist_output,
     remove_slot,
-    retry_transient,
     reuse_output,
     run_gated,
     slot_identity,
@@ -53,8 +53,8 @@ def _identity(input_output: StageOutput, spec: CloudConfig, ctx: RunContext) -> 
     return slot_identity(ctx, slot, _plot_uri(slot.uri))
 
 
-@task(name="cloud", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="cloud", cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def cloud_output(input_output: StageOutput, spec: CloudConfig, ctx: RunContext) -> StageOutput:
     """Fit the cloud on the aligned frame and persist the (filtered, interpolated) frame and plot."""
     slot = claim(ctx, _slot(input_output, spec, ctx))

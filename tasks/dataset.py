@@ -34,6 +34,7 @@ from prefect.transactions import transaction
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
+from tasks.retrying import retries_in_body
 from tasks.stage import (
     OutputSlot,
     StageOutput,
@@ -47,7 +48,6 @@ from tasks.stage import (
     quality_gate,
     register_output,
     remove_slot,
-    retry_transient,
     reuse_output,
     slot_identity,
 )
@@ -128,8 +128,8 @@ def _identity(input_output: StageOutput, spec: DatasetConfig, ctx: RunContext) -
     return slot_identity(ctx, slot, *_object_uris(slot.uri).values())
 
 
-@task(name="dataset", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="dataset", cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def build_dataset(input_output: StageOutput, spec: DatasetConfig, ctx: RunContext) -> StageOutput:
     """Windows, split and scalers over the input frame (read by reference, checksum verified)."""
     slot = claim(ctx, _slot(input_output, spec, ctx))
@@ -206,8 +206,8 @@ def _features_parameters(output: StageOutput) -> dict[str, Any]:
     return {"periodic_columns": periodic, "holiday_columns": holiday, "calendar_columns": periodic + holiday}
 
 
-@task(name="register-dataset", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+@task(name="register-dataset", cache_policy=NO_CACHE)
+@retries_in_body
 def register_dataset(output: StageOutput, spec: DatasetConfig, source: StageOutput, ctx: RunContext) -> str | None:
     """Upsert the ``datasets`` row of a gated dataset; a reused dataset keeps the row it already has."""
     report = output.report

@@ -16,6 +16,7 @@ from prefect import task
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.isolation import run_isolated
+from tasks.retrying import retries_in_body
 from tasks.stage import (
     OutputSlot,
     StageOutput,
@@ -25,7 +26,6 @@ from tasks.stage import (
     output_slot,
     persist_output,
     remove_slot,
-    retry_transient,
     run_gated,
     slot_identity,
 )
@@ -88,8 +88,8 @@ def _identity(frame_output: StageOutput, record: ModelRecord, dataset: DatasetCo
     return slot_identity(ctx, slot, _csv_uri(slot))
 
 
-@task(name="forecast", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="forecast", cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def forecast_output(frame_output: StageOutput, record: ModelRecord, dataset: DatasetConfig,
                     ctx: RunContext) -> StageOutput:
     """Build the newest input window, predict it with the stored model and persist the forecast."""

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
+from tasks.retrying import retries_in_body
 from tasks.stage import (
     OutputSlot,
     StageOutput,
@@ -88,8 +89,8 @@ def _identity(source: SourceConfig, shas: list[str], ctx: RunContext) -> CacheId
     return slot_identity(ctx, _slot(source, shas, ctx))
 
 
-@task(name="load", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="load", cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def load_source(source: SourceConfig, shas: list[str], ctx: RunContext) -> StageOutput:
     """Read one source (or merge its exports) whose files have the checksums ``shas``, write the frame
     atomically and return its reference. An output already registered for the same inputs, options and code

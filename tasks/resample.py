@@ -9,6 +9,7 @@ from prefect import task
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.progress import ProgressReporter
+from tasks.retrying import retries_in_body
 from tasks.stage import (
     OutputSlot,
     StageOutput,
@@ -18,7 +19,6 @@ from tasks.stage import (
     output_slot,
     persist_output,
     remove_slot,
-    retry_transient,
     reuse_output,
     run_gated,
     slot_identity,
@@ -39,8 +39,8 @@ def _identity(source: str, input_output: StageOutput, options: ResampleOptions, 
     return slot_identity(ctx, _slot(source, input_output, options, ctx))
 
 
-@task(name="resample", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="resample", cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def resample_output(source: str, input_output: StageOutput, options: ResampleOptions, ctx: RunContext) -> StageOutput:
     """Resample one stage output (read by reference, checksum verified) and persist the grid frame."""
     slot = claim(ctx, _slot(source, input_output, options, ctx))

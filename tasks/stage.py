@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
+from tasks.retrying import retries_in_body
 from zeitflow.errors import InputError, StorageError
 from zeitflow.io.artifacts import DataRef, read_frame, read_json, write_frame, write_json
 from zeitflow.io.metadata import MetadataStore
@@ -239,6 +240,7 @@ def _gate_identity(output: StageOutput, suite: str, parameters: dict[str, Any], 
 
 
 @task(name="quality-gate", cache_policy=stage_cache(_gate_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def quality_gate(output: StageOutput, suite: str, parameters: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Validate the written object (not an in-memory copy) against a GX suite. A failure publishes
     a table of the failed expectations and raises ``DataQualityError`` (never retried)."""
@@ -257,8 +259,8 @@ def quality_gate(output: StageOutput, suite: str, parameters: dict[str, Any], ct
     return {"suite": suite, "success": True, "evaluated": result.evaluated}
 
 
-@task(name="register-output", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+@task(name="register-output", cache_policy=NO_CACHE)
+@retries_in_body
 def register_output(output: StageOutput, ctx: RunContext) -> StageOutput:
     """Upsert the ``stage_outputs`` row (and its channel statistics) after the object exists."""
     store = ctx.metadata()

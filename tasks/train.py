@@ -33,6 +33,7 @@ from tasks.caching import CACHED_TASK_OPTIONS, CacheIdentity, stage_cache
 from tasks.context import RunContext
 from tasks.isolation import run_isolated
 from tasks.progress import ProgressReporter
+from tasks.retrying import retries_in_body
 from tasks.stage import StageOutput, artifact_key, call_cached, retry_transient
 from zeitflow.config import DatasetConfig, TrainingConfig
 from zeitflow.errors import ModelError
@@ -195,8 +196,8 @@ def _fit_run_name() -> str:
     return f"fit-{task_run.parameters['spec'].model_name}"
 
 
-@task(name="fit-model", task_run_name=_fit_run_name, retries=2, retry_delay_seconds=[1, 4],
-      retry_condition_fn=retry_transient, cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@task(name="fit-model", task_run_name=_fit_run_name, cache_policy=stage_cache(_identity), **CACHED_TASK_OPTIONS)
+@retries_in_body
 def fit_model(spec: Any, dataset: StageOutput, source: StageOutput, dataset_config: DatasetConfig,
               training: TrainingConfig, ctx: RunContext) -> tuple[dict[str, Any], bool]:
     """Fit one model spec and store it (or find it already stored); returns its ``result.json`` content and

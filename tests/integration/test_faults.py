@@ -474,20 +474,14 @@ def test_postgres_restarted_while_a_stage_output_is_registered_the_store_retries
     check_consistent(local_objects(local_env), metadata_url, root, run_status="completed", committed=set(STAGES))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug in tasks/stage.py::run_gated: a *retried* attempt of a task inside the stage transaction "
-    "(register-output here; the quality gate likewise) rolls back the enclosing transaction when it fails, "
-    "because Prefect runs each attempt in its own child transaction and a failed child rolls back its "
-    "parent. The compute task's on_rollback hook (remove_slot) then deletes the stage's objects, the retry "
-    "registers the row anyway, and the next stage fails with OBJECT_NOT_FOUND on the deleted object, leaving "
-    "a stage_outputs row without its object. The metadata store's own retry (10 s) hides short outages."))
 def test_postgres_down_longer_than_the_store_retries_the_task_retry_completes(
         prefect_harness: None, cluster: PostgresCluster, local_env: Path, metadata_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL stops in the middle of the resample registration and comes back 3 s later, longer than the
     store's own retry budget (set to 1 s here). The store gives up with the transient ``WRITE_FAILED``, the
-    register task's retry (1 s, then 4 s later) succeeds once the server is back, and the run completes with
-    a consistent store."""
+    register task runs its body again in the same attempt (1 s, then 4 s later; a task-level retry would roll
+    the stage back, see ``tasks/retrying.py``) and succeeds once the server is back, and the run completes
+    with a consistent store."""
     monkeypatch.setenv("ZEITFLOW_METADATA_RETRY_SECONDS", "1")
     restarted = threading.Event()
 
