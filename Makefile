@@ -51,13 +51,9 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 
+## bench: every benchmark in one table, then the orchestration overhead (BENCH_ARGS=--big adds a 1 GB load)
 bench: install
-	$(BIN)/python benchmarks/load.py
-	$(BIN)/python benchmarks/resample.py
-	$(BIN)/python benchmarks/align.py
-	$(BIN)/python benchmarks/gates.py
-	$(BIN)/python benchmarks/windows.py
-	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/run_all.py --overhead $(BENCH_ARGS)
 
 clean:
 	rm -rf .prefect .pytest_cache storage/*/ storage/zeitflow.db*

@@ -25,6 +25,11 @@ import resource
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 CHANNELS = 5
 STEP_MINUTES = 15
@@ -60,7 +65,7 @@ def _reset_peak() -> bool:
     return True
 
 
-def _column(rng, rows: int, level: float):
+def _column(rng: np.random.Generator, rows: int, level: float) -> np.ndarray:
     """``rows`` noisy values with 1 % scattered NaN and 50 outages of up to 1,000 rows."""
     import numpy as np
 
@@ -71,7 +76,8 @@ def _column(rng, rows: int, level: float):
     return values
 
 
-def _index(times_ns):
+def _index(times_ns: np.ndarray) -> pd.DatetimeIndex:
+    """A UTC DatetimeIndex named ``utc`` from int64 nanoseconds."""
     import numpy as np
     import pandas as pd
 
@@ -134,6 +140,7 @@ def measure(case: str, rows: int, repeat: int) -> dict[str, float]:
 
 
 def _child(case: str, rows: int, repeat: int) -> dict[str, float]:
+    """One case in a fresh process with one BLAS/OpenMP thread; its JSON result."""
     command = [sys.executable, __file__, str(rows), "--repeat", str(repeat), "--measure", case]
     out = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, **_ONE_THREAD})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -149,6 +156,7 @@ def _pin_one_core() -> int | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run every case (or ``--case`` ones) in children and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows", nargs="?", type=int, default=5_000_000, help="rows per channel")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case in one process (the fastest is shown)")

@@ -38,6 +38,7 @@ def best(fn: Callable[[], object], repeat: int) -> float:
 
 
 def main() -> None:
+    """Time the Zeitflow gate, GX alone and the GX setup on one frame."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--channels", type=int, default=5)
@@ -64,15 +65,18 @@ def main() -> None:
     data = frame.reset_index()
 
     def gx_alone() -> None:
+        """Validate with the prebuilt GX batch definition and suite."""
         outcome = batch_definition.get_batch(batch_parameters={"dataframe": data}).validate(
             suite, result_format=quality.RESULT_FORMAT
         )
         assert outcome.success
 
     def zeitflow_call() -> None:
+        """Validate through Zeitflow's wrapper."""
         quality.validate_frame_quality(frame, "raw_loaded", params)
 
     def setup_only() -> None:
+        """Build a context and batch definition only."""
         quality._batch_definition(quality._ephemeral_context())
 
     rows = len(frame)

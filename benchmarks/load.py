@@ -91,12 +91,14 @@ def measure(kind: str, path: str) -> dict[str, float]:
 
 
 def _child(kind: str, path: Path) -> dict[str, float]:
+    """Measure one reader in a fresh process; its JSON result."""
     out = subprocess.run([sys.executable, __file__, "--measure", kind, str(path)], check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Generate (or take) the CSV, read it in children and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("size_mb", nargs="?", type=float, default=1000.0)
     parser.add_argument("--keep", type=Path, default=None, help="write the CSV here and keep it")

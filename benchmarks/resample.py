@@ -23,6 +23,10 @@ import resource
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 METHODS = ("mean", "interpolate", "nearest", "nearest_mean", "nearest_max_delta")
 STEP_MINUTES = 15
@@ -45,7 +49,7 @@ def _reset_peak() -> bool:
     return True
 
 
-def build_frame(rows: int, channels: int, seed: int = 0):
+def build_frame(rows: int, channels: int, seed: int = 0) -> pd.DataFrame:
     """A canonical frame of ``rows`` 1-minute rows from 2000-01-01 00:07 UTC, filled column by column
     (so building it never holds much more than the frame itself)."""
     import numpy as np
@@ -113,6 +117,7 @@ def target_case() -> list[tuple[str, float]]:
 
 
 def _child(kind: str, rows: int, channels: int, repeat: int) -> dict[str, float]:
+    """One method in a fresh process with one BLAS/OpenMP thread; its JSON result."""
     command = [sys.executable, __file__, str(rows), "--channels", str(channels), "--repeat", str(repeat),
                "--measure", kind]
     out = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, **_ONE_THREAD})
@@ -129,6 +134,7 @@ def _pin_one_core() -> int | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run every method in children and print both tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows", nargs="?", type=int, default=10_000_000)
     parser.add_argument("--channels", type=int, default=3)

@@ -51,12 +51,15 @@ def _plain(kind: str, X: np.ndarray, Y: np.ndarray, units: int, epochs: int) -> 
     seconds: list[float] = []
 
     class Timer(keras.callbacks.Callback):
+        """Records the wall time of every epoch."""
         started = 0.0
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            """Start the epoch's clock."""
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            """Record the epoch's seconds."""
             seconds.append(time.perf_counter() - self.started)
 
     t0 = time.perf_counter()
@@ -93,6 +96,7 @@ def _later(seconds: list[float]) -> float:
 
 
 def main() -> None:
+    """Train both runners on both kinds and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--units", type=int, default=64)

@@ -38,6 +38,7 @@ __all__ = [
 
 STAGE = "resample"
 _OVERFLOW_SCALE = 2.0**-64  # exact power of two: rescues window sums that overflow float64
+_BLOCK_WINDOWS = 8_192  # windows per reduceat block in _window_means (rows of a block stay in cache)
 
 # --------------------------------------------------------------------------------------------
 # Reports (§2.6)
@@ -257,8 +258,8 @@ def _window_means(ch: _Channel, lo: np.ndarray, hi: np.ndarray, counts: _Counts)
     """Mean of the valid values of rows [lo, hi) for every window of a chunk (NaN if none),
     clipped to the window's [min, max].
 
-    One ``reduceat`` over the interleaved bounds (lo₀, hi₀, lo₁, hi₁, …) sums every window on its
-    own (NumPy sums each segment pairwise, so the error does not grow with the series length);
+    One ``reduceat`` over the interleaved bounds (lo₀, hi₀, lo₁, hi₁, …), per block of windows, sums every
+    window on its own (NumPy sums each segment pairwise, so the error does not grow with the series length);
     the odd segments are the gaps between windows and are dropped. Windows that hold a missing
     row come out NaN there and, like the few windows that reach the last row, are reduced again
     from their gathered rows. The clip removes sub-ulp overshoot, so a constant window returns
@@ -272,14 +273,18 @@ def _window_means(ch: _Channel, lo: np.ndarray, hi: np.ndarray, counts: _Counts)
     # Windows ending at the last row (a suffix) would need an index == len(values) in reduceat.
     t = int(hi.searchsorted(ch.n, "left"))
     if t > 0:
-        a, b = int(lo[0]), int(hi[t - 1])  # b < n: every index below stays < len(raw)
-        raw = ch.values[a : b + 1]
-        idx = np.empty(2 * t, dtype=np.intp)
-        idx[0::2] = lo[:t] - a
-        idx[1::2] = hi[:t] - a
-        sums[:t] = np.add.reduceat(raw, idx)[0::2]
-        mins[:t] = np.fmin.reduceat(raw, idx)[0::2]  # fmin/fmax skip NaN
-        maxs[:t] = np.fmax.reduceat(raw, idx)[0::2]
+        # In blocks of windows whose rows stay in the CPU cache for the three passes (sum, min, max); every
+        # window is reduced over the same rows in the same order as in one call, so the values are the same.
+        for k0 in range(0, t, _BLOCK_WINDOWS):
+            k1 = min(k0 + _BLOCK_WINDOWS, t)
+            a, b = int(lo[k0]), int(hi[k1 - 1])  # b < n: every index below stays < len(raw)
+            raw = ch.values[a : b + 1]
+            idx = np.empty(2 * (k1 - k0), dtype=np.intp)
+            idx[0::2] = lo[k0:k1] - a
+            idx[1::2] = hi[k0:k1] - a
+            sums[k0:k1] = np.add.reduceat(raw, idx)[0::2]
+            mins[k0:k1] = np.fmin.reduceat(raw, idx)[0::2]  # fmin/fmax skip NaN
+            maxs[k0:k1] = np.fmax.reduceat(raw, idx)[0::2]
         if ch.missing is not None:
             dirty = np.flatnonzero(np.isnan(sums[:t]) & (count[:t] > 0))
             if dirty.size:

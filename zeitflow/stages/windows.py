@@ -312,12 +312,23 @@ class _Channel:
     last: int
     max_gap: int | None
     large2: int | None
+    regular_step: int | None  # the constant step (ns) of a strictly regular index, else None
     clean_sum: np.ndarray  # for averages: non-NaN values (NaN → 0) plus a trailing 0
     count_cum: np.ndarray  # for averages: cumulative count of non-NaN rows, with a leading 0
 
     @property
     def key(self) -> str:
         return f"{self.role}:{self.name}"
+
+
+def _regular_step(idx: np.ndarray) -> int | None:
+    """The step of an index whose consecutive differences are all equal (and positive), else None."""
+    if idx.size < 2:
+        return None
+    step = int(idx[1] - idx[0])
+    if step <= 0 or int(idx[-1] - idx[0]) != step * (idx.size - 1):
+        return None
+    return step if bool((np.diff(idx) == step).all()) else None
 
 
 def _channel(role: str, name: str, series: pd.Series, spec: ChannelWindowSpec, n: int) -> _Channel:
@@ -333,14 +344,15 @@ def _channel(role: str, name: str, series: pd.Series, spec: ChannelWindowSpec, n
         role=role, name=name, idx=idx, vals=vals, spec=spec, hs=hs, he=he, n=n,
         offsets=window_offsets_ns(hs, he, n), first=int(idx[numeric[0]]), last=int(idx[numeric[-1]]),
         max_gap=None if spec.max_gap_minutes is None else minutes_to_ns(spec.max_gap_minutes),
-        large2=_large_gap_threshold2(idx),
+        large2=_large_gap_threshold2(idx), regular_step=_regular_step(idx),
         clean_sum=np.append(np.where(ok, vals, 0.0), 0.0) if averaged else np.empty(0),
         count_cum=np.concatenate(([0], np.cumsum(ok, dtype=np.int64))) if averaged else np.empty(0, np.int64),
     )
 
 
 def _channel_window(ch: _Channel, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values (m, N), reason codes (m, N), bridged-large-gap per reference (m,)) of one channel."""
+    """(values (m, N), reason codes (m, N), bridged-large-gap per reference (m,)) of one channel; the values may be
+    a read-only view of the channel's array (callers copy them)."""
     m = refs.size
     if ch.spec.average_over_horizon:
         lo = np.searchsorted(ch.idx, refs + ch.hs, side="left")
@@ -354,6 +366,9 @@ def _channel_window(ch: _Channel, refs: np.ndarray) -> tuple[np.ndarray, np.ndar
         values = np.repeat(mean[:, None], ch.n, axis=1)
         reason = np.repeat(np.where(count > 0, _OK, _EMPTY).astype(np.int8)[:, None], ch.n, axis=1)
         return values, reason, np.zeros(m, dtype=bool)
+    rows = _grid_rows(ch, refs)
+    if rows is not None:
+        return _gather_window(ch, *rows)
     t = (refs[:, None] + ch.offsets[None, :]).ravel()
     values, reason, gap, exact = _transfer(ch.idx, ch.vals, t, ch.max_gap)
     if ch.large2 is None:
@@ -361,6 +376,57 @@ def _channel_window(ch: _Channel, refs: np.ndarray) -> tuple[np.ndarray, np.ndar
     else:
         bridged = (~exact & (reason == _OK) & (2 * gap > ch.large2)).reshape(m, ch.n).any(axis=1)
     return values.reshape(m, ch.n), reason.reshape(m, ch.n), bridged
+
+
+def _grid_rows(ch: _Channel, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(row of each reference, row offset of each window step) when every window instant lies exactly on a row
+    of a regular index, else None.
+
+    Then every instant is an exact hit: ``_transfer`` would return the row's own value, a NaN reason where that
+    value is NaN, a zero bracket gap and no bridged gap, so the window is a plain gather of rows (as
+    ``sliding_window_view`` takes it) with the same values and reasons."""
+    step = ch.regular_step
+    if step is None or refs.size == 0:
+        return None
+    rel = refs - ch.idx[0]
+    if np.any(ch.offsets % step) or np.any(rel % step):
+        return None
+    ref_rows = rel // step
+    offset_rows = ch.offsets // step
+    lowest = int(ref_rows.min()) + int(offset_rows.min())
+    highest = int(ref_rows.max()) + int(offset_rows.max())
+    if lowest < 0 or highest >= ch.idx.size:
+        return None
+    return ref_rows, offset_rows
+
+
+def _constant_step(rows: np.ndarray) -> int | None:
+    """The non-negative constant difference of ``rows`` (0 for a single row), else None."""
+    if rows.size < 2:
+        return 0
+    diffs = np.diff(rows)
+    first = int(diffs[0])
+    return first if first >= 0 and bool((diffs == first).all()) else None
+
+
+def _gather_window(ch: _Channel, ref_rows: np.ndarray, offset_rows: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_channel_window`` for windows whose instants are all exact hits at rows ``ref_rows + offset_rows``.
+
+    When both are evenly spaced (references always are) the values are a read-only strided view of the
+    channel (no copy: the caller copies them once, into X or Y), else an indexed gather."""
+    along, across = _constant_step(ref_rows), _constant_step(offset_rows)
+    if along is not None and across is not None:
+        base = ch.vals[int(ref_rows[0]) + int(offset_rows[0]):]
+        size = base.itemsize
+        # The last element reached is ref_rows[-1] + offset_rows[-1] <= highest < len(vals) (``_grid_rows``).
+        values = np.lib.stride_tricks.as_strided(base, shape=(ref_rows.size, offset_rows.size),
+                                                 strides=(along * size, across * size), writeable=False)
+    else:
+        values = ch.vals[ref_rows[:, None] + offset_rows[None, :]]
+    reason = np.isnan(values).view(np.int8)
+    reason *= np.int8(_NAN)  # True (1) -> _NAN, False stays _OK (0)
+    return values, reason, np.zeros(ref_rows.size, dtype=bool)
 
 
 def _reference_times(channels: list[_Channel], options: WindowOptions) -> tuple[int, int, np.ndarray]:
@@ -487,10 +553,11 @@ def build_windows(
                 drops[c.key][name] += int((dropped_reason == code).any(axis=1).sum())
             bridged[c.key] += int(bridge[keep].sum())
         k = int(keep.sum())
+        every = k == refs_c.size  # no sample dropped: copy the windows without a boolean gather
         for j, (values, _, _) in enumerate(results[:len(chans_in)]):
-            X[kept:kept + k, :, j] = values[keep]
+            X[kept:kept + k, :, j] = values if every else values[keep]
         for j, (values, _, _) in enumerate(results[len(chans_in):]):
-            Y[kept:kept + k, :, j] = values[keep]
+            Y[kept:kept + k, :, j] = values if every else values[keep]
         if plan and k:
             X[kept:kept + k, :, len(chans_in):] = _calendar_values(plan, refs_c[keep], options.n_in, features)
         kept_refs[kept:kept + k] = refs_c[keep]
