@@ -260,10 +260,10 @@ def _window_means(ch: _Channel, lo: np.ndarray, hi: np.ndarray, counts: _Counts)
 
     One ``reduceat`` over the interleaved bounds (lo₀, hi₀, lo₁, hi₁, …), per block of windows, sums every
     window on its own (NumPy sums each segment pairwise, so the error does not grow with the series length);
-    the odd segments are the gaps between windows and are dropped. Windows that hold a missing
-    row come out NaN there and, like the few windows that reach the last row, are reduced again
-    from their gathered rows. The clip removes sub-ulp overshoot, so a constant window returns
-    its constant exactly.
+    the odd segments are the gaps between windows and are dropped. In a block with missing rows the sum
+    runs over the values with those rows set to 0 and the count over the valid rows. The few windows that
+    reach the last row are reduced from their gathered rows. The clip removes sub-ulp overshoot, so a
+    constant window returns its constant exactly.
     """
     size = lo.size
     count = hi - lo
@@ -282,13 +282,17 @@ def _window_means(ch: _Channel, lo: np.ndarray, hi: np.ndarray, counts: _Counts)
             idx = np.empty(2 * (k1 - k0), dtype=np.intp)
             idx[0::2] = lo[k0:k1] - a
             idx[1::2] = hi[k0:k1] - a
-            sums[k0:k1] = np.add.reduceat(raw, idx)[0::2]
+            missing = ch.missing[a : b + 1] if ch.missing is not None else None
+            if missing is not None and missing.any():
+                # Missing rows add 0 and are not counted: the same sums, in the same order, as reducing each
+                # window's gathered valid rows.
+                sums[k0:k1] = np.add.reduceat(np.where(missing, 0.0, raw), idx)[0::2]
+                valid = np.add.reduceat((~missing).view(np.uint8), idx, dtype=np.intp)[0::2]
+                count[k0:k1] = np.where(count[k0:k1] > 0, valid, 0)
+            else:
+                sums[k0:k1] = np.add.reduceat(raw, idx)[0::2]
             mins[k0:k1] = np.fmin.reduceat(raw, idx)[0::2]  # fmin/fmax skip NaN
             maxs[k0:k1] = np.fmax.reduceat(raw, idx)[0::2]
-        if ch.missing is not None:
-            dirty = np.flatnonzero(np.isnan(sums[:t]) & (count[:t] > 0))
-            if dirty.size:
-                sums[dirty], count[dirty], _, _ = _gathered_stats(ch, lo[dirty], hi[dirty], extremes=False)
     tail = t + np.flatnonzero(count[t:] > 0)
     if tail.size:
         sums[tail], count[tail], mins[tail], maxs[tail] = _gathered_stats(ch, lo[tail], hi[tail])
