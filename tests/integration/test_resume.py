@@ -140,11 +140,11 @@ def _fingerprints(root: Path, run_id: str) -> dict[str, str]:
     return prints
 
 
-def _run_status(root: Path) -> dict[str, str]:
+def _run_status(root: Path) -> dict[str, tuple[str, str | None]]:
     engine = create_engine(f"sqlite:///{root}/zeitflow.db")
     try:
         with engine.connect() as conn:
-            return {r[0]: r[1] for r in conn.execute(text("SELECT id, status FROM runs")).all()}
+            return {r[0]: (r[1], r[2]) for r in conn.execute(text("SELECT id, status, error_code FROM runs")).all()}
     finally:
         engine.dispose()
 
@@ -160,7 +160,7 @@ def test_sigkill_during_training_then_rerun_uses_the_cache_and_gives_identical_o
     env = _env(prefect_api, resumed_root, home)
     _kill_during_training(prefect_api, env, tmp_path)
     killed_runs = _run_status(resumed_root)
-    assert list(killed_runs.values()) == ["running"]  # the killed process could not close its row
+    assert list(killed_runs.values()) == [("running", None)]  # the killed process could not close its row
     lstm_results = list(resumed_root.rglob("lstm/result.json"))
     assert lstm_results == [], "the LSTM was stored before the kill: the test did not interrupt training"
     assert not [p for p in resumed_root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".model")]
@@ -182,4 +182,7 @@ def test_sigkill_during_training_then_rerun_uses_the_cache_and_gives_identical_o
     assert states["fit-lstm"] == ["Completed"], states
 
     assert _fingerprints(resumed_root, resumed["run_id"]) == _fingerprints(reference_root, reference["run_id"])
-    assert _run_status(resumed_root)[resumed["run_id"]] == "completed"
+    statuses = _run_status(resumed_root)
+    assert statuses[resumed["run_id"]] == ("completed", None)
+    # the re-run found the killed run's process gone and closed its row
+    assert {statuses[run_id] for run_id in killed_runs} == {("failed", "RUN_ABANDONED")}

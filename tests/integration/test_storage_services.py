@@ -205,7 +205,7 @@ def test_postgres_migrate_and_upserts_give_one_row(pg_store: MetadataStore, post
     assert pg_store.engine.dialect.name == "postgresql"
     assert pg_store.url.drivername == "postgresql+psycopg"
     pg_store.migrate()  # idempotent
-    assert pg_store.current_revision() == "0001"
+    assert pg_store.current_revision() == "0002"
     assert {"projects", "runs", "stage_outputs", "channel_stats", "datasets", "models", "metric_tables",
             "backfills"} <= set(inspect(pg_store.engine).get_table_names())
     with pg_store.engine.connect() as connection:

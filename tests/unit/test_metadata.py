@@ -55,7 +55,7 @@ def record(store: MetadataStore, run_id: str, *, sha: str = "c" * 64, stats: lis
 
 def test_migrate_creates_all_tables_and_is_idempotent(store: MetadataStore) -> None:
     store.migrate()
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == "0002"
     names = set(inspect(store.engine).get_table_names())
     assert names >= TABLES and "alembic_version" in names
     with store.engine.connect() as connection:
@@ -95,6 +95,37 @@ def test_runs_start_finish_get(store: MetadataStore) -> None:
     with pytest.raises(ParameterError) as perr:
         store.finish_run(run_id, "done")
     assert perr.value.code == "INVALID_CHOICE"
+
+
+def test_runs_of_a_dead_process_on_this_host_are_marked_abandoned(store: MetadataStore) -> None:
+    """Only ``running`` rows of this project, owned by a process of this host that is gone, become ``failed``
+    with RUN_ABANDONED; live owners, other hosts, rows without an owner and finished rows stay as they are."""
+    project, other_project = store.upsert_project("demo", {}), store.upsert_project("other", {})
+    runs = {
+        "dead": store.start_run("pipeline", project_id=project, owner="box:101"),
+        "alive": store.start_run("pipeline", project_id=project, owner="box:202"),
+        "other-host": store.start_run("pipeline", project_id=project, owner="elsewhere:101"),
+        "no-owner": store.start_run("pipeline", project_id=project),
+        "finished": store.start_run("pipeline", project_id=project, owner="box:101"),
+        "other-project": store.start_run("pipeline", project_id=other_project, owner="box:101"),
+        "host-with-colons": store.start_run("pipeline", project_id=project, owner="box:x:101"),
+    }
+    store.finish_run(runs["finished"], "completed")
+    asked: list[int] = []
+
+    def alive(pid: int) -> bool:
+        asked.append(pid)
+        return pid == 202
+
+    assert store.fail_abandoned_runs(project, "box", alive) == [runs["dead"]]
+    assert sorted(asked) == [101, 202]
+    dead = store.get_run(runs["dead"])
+    assert (dead.status, dead.error_code) == ("failed", "RUN_ABANDONED") and dead.finished_at is not None
+    assert dead.owner == "box:101"
+    for name in ("alive", "other-host", "no-owner", "other-project", "host-with-colons"):
+        assert store.get_run(runs[name]).status == "running", name
+    assert store.get_run(runs["finished"]).status == "completed"
+    assert store.fail_abandoned_runs(project, "box", alive) == []  # nothing left to mark
 
 
 def test_record_stage_output_twice_gives_one_row(store: MetadataStore) -> None:

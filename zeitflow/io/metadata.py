@@ -244,6 +244,7 @@ class Run(Base):
     code_version: Mapped[str | None] = mapped_column(String(100))
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(300))
 
 
 class StageOutput(Base):
@@ -421,6 +422,7 @@ class RunRecord(BaseModel):
     code_version: str | None
     error_code: str | None
     error_message: str | None
+    owner: str | None = None
 
 
 class BackfillRunRecord(BaseModel):
@@ -826,8 +828,10 @@ class MetadataStore:
         parameters_hash: str | None = None,
         code_version: str | None = None,
         status: str = "running",
+        owner: str | None = None,
     ) -> str:
-        """Register a run (an upsert on ``id``: starting a run id twice keeps one row); returns its id."""
+        """Register a run (an upsert on ``id``: starting a run id twice keeps one row); returns its id.
+        ``owner`` (``host:pid`` of the flow process) lets ``fail_abandoned_runs`` find it if the process dies."""
         _check_status(status, RUN_STATUSES)
         table = Run.__table__
         values = {
@@ -835,7 +839,7 @@ class MetadataStore:
             "flow_name": flow_name, "flow_run_id": flow_run_id, "deployment": deployment,
             "status": status, "started_at": _utcnow(), "finished_at": None,
             "parameters": _jsonable(parameters), "parameters_hash": parameters_hash,
-            "code_version": code_version, "error_code": None, "error_message": None,
+            "code_version": code_version, "error_code": None, "error_message": None, "owner": owner,
         }
         statement = self._insert(table).values(**values)
         statement = statement.on_conflict_do_update(
@@ -844,6 +848,24 @@ class MetadataStore:
         ).returning(table.c.id)
         with self._transaction("WRITE_FAILED", "starting a run") as connection:
             return connection.execute(statement).scalar_one()
+
+    @_retried
+    def fail_abandoned_runs(self, project_id: str, host: str, is_alive: Callable[[int], bool]) -> list[str]:
+        """Mark ``failed`` (``RUN_ABANDONED``) the project's ``running`` runs owned by a process of ``host``
+        that ``is_alive`` says is gone: a flow process killed (SIGKILL, out of memory, power) never closes its
+        row. Runs of other hosts, or without an owner, are left alone. Returns the ids marked."""
+        table = Run.__table__
+        query = select(table.c.id, table.c.owner).where(
+            table.c.project_id == project_id, table.c.status == "running", table.c.owner.is_not(None))
+        with self._transaction("WRITE_FAILED", "closing abandoned runs") as connection:
+            owners = {row.id: row.owner.rpartition(":") for row in connection.execute(query)}
+            dead = [run_id for run_id, (owner_host, _, pid) in owners.items()
+                    if owner_host == host and pid.isdigit() and not is_alive(int(pid))]
+            if dead:
+                connection.execute(update(table).where(table.c.id.in_(dead), table.c.status == "running").values(
+                    status="failed", finished_at=_utcnow(), error_code="RUN_ABANDONED",
+                    error_message="the flow process ended without closing the run (killed or crashed)"))
+        return dead
 
     @_retried
     def finish_run(
