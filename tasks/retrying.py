@@ -29,15 +29,15 @@ def retries_in_body(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def attempt(*args: P.args, **kwargs: P.kwargs) -> R:
-        for number, delay in enumerate((*TRANSIENT_RETRY_DELAYS, None), start=1):
+        for number, delay in enumerate(TRANSIENT_RETRY_DELAYS, start=1):
             try:
                 return fn(*args, **kwargs)
             except StorageError as exc:
-                if not exc.transient or delay is None:
+                if not exc.transient:
                     raise
                 get_run_logger().warning("attempt %d of %s failed with %s: %s; retrying in %.0f s", number,
                                          fn.__name__, exc.code, exc.message, delay)
                 time.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return fn(*args, **kwargs)  # the last attempt: its error propagates
 
     return attempt
