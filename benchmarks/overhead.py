@@ -90,32 +90,21 @@ def _evaluation(config: Any, windowed: Any, parts: Any, scalers: Any, frame: Any
     from zeitflow.evaluation import evaluate
     from zeitflow.evaluation.plots import loss_plot, metric_vs_horizon_plot, test_samples_plot
     from zeitflow.evaluation.report import render_html
-    from zeitflow.models.baselines import baseline_reason, persistence, seasonal_naive
+    from zeitflow.models.baselines import missing_baselines
     from zeitflow.options.models import KERAS_KINDS
 
     options = config.training.evaluation
     report_options = config.training.report
     test = parts.test
     predictions = {name: outcome.predictions["test"] for name, outcome in outcomes.items()}
-    offsets = {k: [float(v) for v in vs] for k, vs in windowed.output_offsets_minutes.items()}
-    unavailable: dict[str, str] = {}
-    extra: list[str] = []
-    for name in options.baselines:
-        if name in predictions:
-            continue
-        reason = baseline_reason(name, input_features=windowed.input_features,
-                                 output_features=windowed.output_features, season_hours=options.season_hours,
-                                 output_offsets_minutes=offsets)
-        if reason is not None:
-            unavailable[name] = reason
-        elif name == "persistence":
-            predictions[name] = persistence(test.X, windowed.input_features, windowed.output_features,
-                                            n_out=test.Y.shape[1])
-            extra.append(name)
-        else:
-            series = {c: frame[c] for c in windowed.output_features}
-            predictions[name] = seasonal_naive(test.reference_times, series, offsets, options.season_hours)
-            extra.append(name)
+    baselines, unavailable = missing_baselines(
+        options.baselines, set(predictions), X_test=test.X, n_out=test.Y.shape[1],
+        reference_times=test.reference_times, input_features=windowed.input_features,
+        output_features=windowed.output_features,
+        output_offsets_minutes={k: [float(v) for v in vs] for k, vs in windowed.output_offsets_minutes.items()},
+        output_series={c: frame[c] for c in windowed.output_features}, season_hours=options.season_hours)
+    predictions.update(baselines)
+    extra = list(baselines)
     tables = evaluate(test.Y, predictions, windowed, {c: frame[c] for c in windowed.output_features}, options,
                       train_reference_times=parts.train.reference_times, unavailable=unavailable)
     files: dict[str, bytes] = {}

@@ -32,7 +32,7 @@ from zeitflow.evaluation.report import render_html, write_run_results
 from zeitflow.io.artifacts import read_frame
 from zeitflow.io.metadata import mask_url
 from zeitflow.models.base import library_versions
-from zeitflow.models.baselines import baseline_reason, persistence, seasonal_naive
+from zeitflow.models.baselines import missing_baselines
 from zeitflow.options.models import KERAS_KINDS
 from zeitflow.reports import ProgressEvent
 from zeitflow.stages.scaling import ScalerSet, split
@@ -71,23 +71,11 @@ def _baselines(config: PipelineConfig, windowed: WindowedDataset, test: Any, fra
                taken: set[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The evaluation's own baselines (§10.2) that no configured model already provides, or their reasons."""
     options = config.training.evaluation
-    out: dict[str, np.ndarray] = {}
-    unavailable: dict[str, str] = {}
-    offsets = {k: [float(v) for v in vs] for k, vs in windowed.output_offsets_minutes.items()}
-    for name in options.baselines:
-        if name in taken:
-            continue
-        reason = baseline_reason(name, input_features=windowed.input_features,
-                                 output_features=windowed.output_features, season_hours=options.season_hours,
-                                 output_offsets_minutes=offsets)
-        if reason is not None:
-            unavailable[name] = reason
-        elif name == "persistence":
-            out[name] = persistence(test.X, windowed.input_features, windowed.output_features, n_out=test.Y.shape[1])
-        else:
-            series = {c: frame[c] for c in windowed.output_features}
-            out[name] = seasonal_naive(test.reference_times, series, offsets, options.season_hours)
-    return out, unavailable
+    return missing_baselines(
+        options.baselines, taken, X_test=test.X, n_out=test.Y.shape[1], reference_times=test.reference_times,
+        input_features=windowed.input_features, output_features=windowed.output_features,
+        output_offsets_minutes={k: [float(v) for v in vs] for k, vs in windowed.output_offsets_minutes.items()},
+        output_series={c: frame[c] for c in windowed.output_features}, season_hours=options.season_hours)
 
 
 def _predictions_long(tables_models: dict[str, np.ndarray], truth: np.ndarray, windowed: WindowedDataset,

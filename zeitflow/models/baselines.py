@@ -269,3 +269,25 @@ class SeasonalNaiveForecaster(_BaselineForecaster):
 FORECASTERS: Final[dict[str, type[Forecaster]]] = {
     cls.kind: cls for cls in (PersistenceForecaster, SeasonalNaiveForecaster)
 }
+
+
+def missing_baselines(kinds: Sequence[str], taken: set[str], *, X_test: np.ndarray, n_out: int,
+                      reference_times: Any, input_features: Sequence[str], output_features: Sequence[str],
+                      output_offsets_minutes: Mapping[str, Sequence[float]], output_series: Mapping[str, pd.Series],
+                      season_hours: float) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Test predictions (original units) of the baselines among ``kinds`` that no model in ``taken`` already
+    provides (stages.md §10.2), and the reason of each one that is unavailable."""
+    predictions: dict[str, np.ndarray] = {}
+    unavailable: dict[str, str] = {}
+    for kind in kinds:
+        if kind in taken:
+            continue
+        reason = baseline_reason(kind, input_features=input_features, output_features=output_features,
+                                 season_hours=season_hours, output_offsets_minutes=output_offsets_minutes)
+        if reason is not None:
+            unavailable[kind] = reason
+        elif kind == "persistence":
+            predictions[kind] = persistence(X_test, input_features, output_features, n_out=n_out)
+        else:
+            predictions[kind] = seasonal_naive(reference_times, output_series, output_offsets_minutes, season_hours)
+    return predictions, unavailable
